@@ -1,0 +1,200 @@
+"""`python -m pipelines <command>`: one function per subcommand; heavy imports happen inside them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pipelines.errors import PipelineError, TrainingInterrupted
+
+QUICKSTART_DIR = "runs/quickstart"
+QUICKSTART_PROMPTS = ("Return the", "This module provides", "The ")
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML run config (omit to start from the built-in defaults)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run or tokenizer")
+
+
+def _load(args):
+    from pipelines.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def cmd_train_tokenizer(args) -> None:
+    """Train the config's tokenizer on the config's data and save it to `tokenizer.path`."""
+    run_train_tokenizer(_load(args), args.overwrite)
+
+
+def run_train_tokenizer(cfg, overwrite: bool = False) -> None:
+    """Train and save a tokenizer; refuses to replace an existing one unless `overwrite`."""
+    from pipelines.data.sources import load_raw_datasets
+    from pipelines.tokenization import train_tokenizer
+
+    target = Path(cfg.tokenizer.path)
+    if (target / "tokenizer.json").exists() and not overwrite:
+        raise PipelineError(f"a tokenizer already exists at {target}; pass --overwrite to replace it")
+    raw = load_raw_datasets(cfg.data, cfg.seed)
+    tokenizer = train_tokenizer(cfg.tokenizer, raw["train"], cfg.data.text_column)
+    tokenizer.save_pretrained(str(target))
+    print(f"saved a {len(tokenizer)}-token {cfg.tokenizer.kind} tokenizer to {target}")
+
+
+def cmd_pretrain(args) -> None:
+    """Pretrain a model from scratch (resumes an interrupted run in the same output_dir)."""
+    from pipelines.pretrain import pretrain
+
+    cfg = _load(args)
+    results = pretrain(cfg, overwrite=args.overwrite)
+    _print_summary(cfg.output_dir, results)
+
+
+def cmd_generate(args) -> None:
+    """Generate from an exported run: prompts from arguments, a file, stdin, or interactively."""
+    from pipelines.generation import GenerationSettings, load_for_generation, read_prompts
+
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        num_return_sequences=args.num_return_sequences,
+        greedy=args.greedy,
+        seed=args.seed,
+    )
+    model, tokenizer = load_for_generation(args.run)
+    if args.interactive:
+        _interactive(model, tokenizer, settings)
+        return
+    prompts = read_prompts(args.prompts, args.prompt_file)
+    if not prompts:
+        raise PipelineError("no prompt given: pass one, --prompt-file FILE, pipe prompts on stdin, or --interactive")
+    for prompt in prompts:
+        _generate_and_print(model, tokenizer, prompt, settings)
+
+
+def _generate_and_print(model, tokenizer, prompt, settings) -> None:
+    from pipelines.generation import generate
+
+    texts = generate(model, tokenizer, prompt, settings, stream=True)
+    if settings.num_return_sequences == 1:
+        print(flush=True)  # the streamer already printed the text
+        return
+    for i, text in enumerate(texts, 1):
+        print(f"--- [{i}/{len(texts)}]\n{text}", flush=True)
+
+
+def _interactive(model, tokenizer, settings) -> None:
+    print("Type a prompt and press Enter; an empty line or Ctrl-D quits.", file=sys.stderr)
+    while True:
+        try:
+            prompt = input("> ")
+        except EOFError:
+            break
+        if not prompt.strip():
+            break
+        _generate_and_print(model, tokenizer, prompt, settings)
+
+
+def cmd_quickstart(args) -> None:
+    """Train a tokenizer and a tiny GPT on the built-in corpus, evaluate, export, and sample from it."""
+    from pipelines.config import load_config
+    from pipelines.generation import GenerationSettings, load_for_generation
+    from pipelines.pretrain import pretrain
+
+    base = Path(args.output_dir)
+    cfg = load_config(
+        args.config, [f"output_dir={base / 'model'}", f"tokenizer.path={base / 'tokenizer'}", *args.overrides]
+    )
+    print(f"[1/3] tokenizer → {cfg.tokenizer.path}", flush=True)
+    if (Path(cfg.tokenizer.path) / "tokenizer.json").exists() and not args.overwrite:
+        print("      already trained; reusing it")
+    else:
+        run_train_tokenizer(cfg, overwrite=True)
+    print(f"[2/3] pretraining a {cfg.model.arch} → {cfg.output_dir}", flush=True)
+    if (Path(cfg.output_dir) / "final").exists() and not args.overwrite:
+        print("      already trained; reusing it (pass --overwrite to train again)")
+    else:
+        _print_summary(cfg.output_dir, pretrain(cfg, overwrite=args.overwrite))
+    print("[3/3] samples", flush=True)
+    model, tokenizer = load_for_generation(cfg.output_dir)
+    settings = GenerationSettings(max_new_tokens=60, seed=0)
+    for prompt in QUICKSTART_PROMPTS:
+        _generate_and_print(model, tokenizer, prompt, settings)
+        print()
+    print(f'Generate more with: python -m pipelines generate {cfg.output_dir} "your prompt"')
+
+
+def _print_summary(output_dir: str, results: dict) -> None:
+    line = f"done: {results['step']} steps, {results['tokens_seen']:,} tokens in {results['train_runtime']:.0f} s"
+    if "eval_loss" in results:
+        line += (
+            f"; validation loss {results['eval_loss']:.3f}, perplexity {results['eval_perplexity']:.1f}, "
+            f"{results['eval_bits_per_byte']:.3f} bits/byte"
+        )
+    print(line)
+    print(f"export: {Path(output_dir) / 'final'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `pipelines` argument parser with one subparser per command."""
+    parser = argparse.ArgumentParser(prog="pipelines", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    p = sub.add_parser("train-tokenizer", help=cmd_train_tokenizer.__doc__)
+    _add_run_args(p)
+    p.set_defaults(func=cmd_train_tokenizer)
+
+    p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__)
+    _add_run_args(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("generate", help=cmd_generate.__doc__)
+    p.add_argument("run", help="run directory (its final/ is used) or export directory")
+    p.add_argument("prompts", nargs="*", help="prompt(s); '-' reads prompts from stdin, one per line")
+    p.add_argument("--prompt-file", help="read prompts from this file, one per line")
+    p.add_argument("--interactive", "-i", action="store_true", help="read prompts interactively")
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--repetition-penalty", type=float, default=None)
+    p.add_argument("--num-return-sequences", type=int, default=1)
+    p.add_argument("--greedy", action="store_true", help="always pick the most likely token")
+    p.add_argument("--seed", type=int, default=None, help="same seed, same text")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("quickstart", help=cmd_quickstart.__doc__)
+    _add_run_args(p)
+    p.add_argument("--output-dir", default=QUICKSTART_DIR, help="where the tokenizer and model go")
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: clear one-line errors and exit codes instead of tracebacks for bad input."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # datasets.map forks; keep tokenizers quiet
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TrainingInterrupted as err:
+        print(err, file=sys.stderr)
+        sys.exit(130)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,339 @@
+"""One frozen, typed config per run: YAML file + `--set key.path=value` overrides, validated up front.
+
+Every field's docstring is the string right below it. Derived values (vocabulary size from the
+tokenizer, position embeddings from the block size, ...) are computed where they are used and never
+written back, so `config.yaml` in a run directory is exactly what the user asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from pipelines.errors import PipelineError
+
+
+class ConfigError(PipelineError):
+    """An invalid config: unknown key, wrong type, unknown choice or YAML syntax error."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the text comes from and how it is cut into training examples."""
+
+    source: Literal["builtin", "files", "hub"] = "builtin"
+    """`builtin`: Python standard-library docs (no download); `files`: local files; `hub`: a hub dataset."""
+    path: str | None = None
+    """files: a file, glob or directory; hub: the dataset name (e.g. `wikitext`)."""
+    name: str | None = None
+    """hub: the dataset config name (e.g. `wikitext-2-raw-v1`)."""
+    split: str = "train"
+    """hub: the split to train on."""
+    validation_path: str | None = None
+    """files: a file, glob or directory held out for validation."""
+    validation_split: str | None = None
+    """hub: the split to validate on."""
+    validation_fraction: float = 0.05
+    """Fraction of documents carved out (deterministically, by `seed`) when the source has no validation set."""
+    text_column: str = "text"
+    """Column that holds the text."""
+    sample_by: Literal["line", "paragraph", "document"] = "paragraph"
+    """`.txt` files: one example per line, per blank-line-separated paragraph, or per file."""
+    max_documents: int | None = None
+    """Keep only the first N training documents (quick experiments and tests)."""
+    block_size: int = 128
+    """Tokens per training example; documents are packed into blocks of this length."""
+    num_proc: int | None = None
+    """Worker processes for `datasets.map` preprocessing (None: in-process)."""
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The tokenizer a run loads, and how `train-tokenizer` trains it."""
+
+    path: str = "tokenizers/gpt-builtin"
+    """Directory the tokenizer is saved to by `train-tokenizer` and loaded from by `pretrain`."""
+    kind: Literal["byte_bpe"] = "byte_bpe"
+    """Tokenizer model: `byte_bpe` (GPT-2 style byte-level BPE)."""
+    vocab_size: int = 4096
+    """Target vocabulary size, special tokens included."""
+    min_frequency: int = 2
+    """Minimum pair frequency for a merge."""
+    max_training_documents: int | None = None
+    """Train the tokenizer on at most this many documents (None: all)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and size of the model built from scratch."""
+
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    """`gpt2` (learned positions, GELU MLP, LayerNorm) or `llama` (rotary, SwiGLU, RMSNorm)."""
+    hidden_size: int = 128
+    """Width of the residual stream."""
+    num_layers: int = 4
+    """Number of transformer blocks."""
+    num_heads: int = 4
+    """Attention heads per block; must divide `hidden_size`."""
+    intermediate_size: int | None = None
+    """MLP width (None: 4 x hidden for gpt2, 8/3 x hidden rounded to 64 for llama)."""
+    dropout: float = 0.0
+    """Dropout on embeddings, attention and residual paths."""
+    max_position_embeddings: int | None = None
+    """Longest sequence the model accepts (None: `data.block_size`)."""
+    vocab_size: int | None = None
+    """Embedding rows (None: the tokenizer's size rounded up to a multiple of 64 for faster matmuls)."""
+    tie_word_embeddings: bool = True
+    """Share input embeddings and output projection."""
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The training objective, which decides how batches are collated and labelled."""
+
+    name: Literal["clm"] = "clm"
+    """`clm`: next-token prediction."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and its learning-rate schedule."""
+
+    learning_rate: float = 2e-3
+    """Peak learning rate."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay, applied to matrices only (not biases, norms)."""
+    adam_beta1: float = 0.9
+    """AdamW beta1."""
+    adam_beta2: float = 0.95
+    """AdamW beta2."""
+    adam_epsilon: float = 1e-8
+    """AdamW epsilon."""
+    lr_scheduler_type: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    """Decay after warmup."""
+    warmup_steps: int = 30
+    """Linear warmup, in optimizer steps."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The loop: how long, how big, how often to log, evaluate and checkpoint."""
+
+    max_steps: int = 500
+    """Optimizer steps to train for."""
+    per_device_train_batch_size: int = 16
+    """Examples per process per micro-batch."""
+    per_device_eval_batch_size: int = 32
+    """Examples per process per evaluation batch."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step."""
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None
+    """Autocast mode (None: whatever `accelerate launch` / `accelerate config` says)."""
+    logging_steps: int = 10
+    """Log training loss every N optimizer steps."""
+    eval_steps: int = 100
+    """Evaluate every N optimizer steps (and always at the end)."""
+    eval_max_batches: int | None = 50
+    """Evaluate on at most this many batches per process (None: the whole validation set)."""
+    save_steps: int = 100
+    """Write a resumable checkpoint every N optimizer steps."""
+    save_total_limit: int = 2
+    """Keep only the newest N checkpoints."""
+    report_to: Literal["tensorboard", "none"] = "tensorboard"
+    """Tracker that accelerate logs to, besides `metrics.jsonl`."""
+    dataloader_num_workers: int = 0
+    """Background workers per dataloader."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: everything needed to reproduce it."""
+
+    output_dir: str = "runs/gpt-tiny"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/, eval_results.json."""
+    seed: int = 42
+    """Seed for initialisation, data order, dropout and the validation carve-out."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data source and preprocessing."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """Tokenizer to train or load."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Model architecture."""
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """Training objective."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and schedule."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training loop."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict, as written to `config.yaml`."""
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML file (or start from the defaults), apply `key.path=value` overrides, validate."""
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    for item in overrides:
+        _apply_override(raw, item)
+    source = str(path) if path is not None else "<defaults>"
+    return parse_config(raw, source)
+
+
+def parse_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    """Build a validated `RunConfig` from a nested dict."""
+    cfg = _build(RunConfig, raw, prefix="", source=source)
+    _check_values(cfg)
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """Load one YAML file, following `extends: other.yaml` (relative to the file) recursively."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    return _deep_merge(_read_yaml(path.parent / parent), raw)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """`train.max_steps=100` → raw["train"]["max_steps"] = 100 (the value is parsed as YAML)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key.path=value, got {item!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[leaf] = value
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    """Instantiate dataclass `cls` from `raw`, checking keys and types recursively."""
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: '{where}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}; valid keys in {where}: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}", source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check `value` against type `tp`; allow int → float and numeric strings → float."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{source}: '{key}' is {value!r}; valid choices: {', '.join(repr(c) for c in choices)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, f"{key}.", source)
+    if tp is float and isinstance(value, str):
+        try:  # PyYAML reads `1e-3` (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{source}: '{key}' must be {tp.__name__}, got {value!r}")
+
+
+def _check_values(cfg: RunConfig) -> None:
+    """Range checks that types alone cannot express."""
+    positive = {
+        "data.block_size": cfg.data.block_size,
+        "tokenizer.vocab_size": cfg.tokenizer.vocab_size,
+        "model.hidden_size": cfg.model.hidden_size,
+        "model.num_layers": cfg.model.num_layers,
+        "model.num_heads": cfg.model.num_heads,
+        "train.max_steps": cfg.train.max_steps,
+        "train.per_device_train_batch_size": cfg.train.per_device_train_batch_size,
+        "train.per_device_eval_batch_size": cfg.train.per_device_eval_batch_size,
+        "train.gradient_accumulation_steps": cfg.train.gradient_accumulation_steps,
+        "train.logging_steps": cfg.train.logging_steps,
+        "train.eval_steps": cfg.train.eval_steps,
+        "train.save_steps": cfg.train.save_steps,
+        "train.save_total_limit": cfg.train.save_total_limit,
+        "optim.learning_rate": cfg.optim.learning_rate,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"'{key}' must be positive, got {value}")
+    if not 0.0 <= cfg.data.validation_fraction < 1.0:
+        raise ConfigError(f"'data.validation_fraction' must be in [0, 1), got {cfg.data.validation_fraction}")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError(f"'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
+    if cfg.model.hidden_size % cfg.model.num_heads:
+        raise ConfigError(
+            f"'model.num_heads' ({cfg.model.num_heads}) must divide 'model.hidden_size' ({cfg.model.hidden_size})"
+        )
+    if cfg.data.source in ("files", "hub") and not cfg.data.path:
+        raise ConfigError(f"'data.path' is required when 'data.source' is '{cfg.data.source}'")
+    mpe = cfg.model.max_position_embeddings
+    if mpe is not None and mpe < cfg.data.block_size:
+        raise ConfigError(
+            f"'model.max_position_embeddings' ({mpe}) is shorter than 'data.block_size' ({cfg.data.block_size})"
+        )

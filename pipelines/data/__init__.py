@@ -1,0 +1,1 @@
+"""Data: sources (builtin corpus, local files, hub), pure transforms, and dataset building."""

@@ -1,0 +1,146 @@
+"""Raw text sources: the built-in corpus, local files, or a hub dataset → train/validation `Dataset`s."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+from pipelines.config import DataConfig
+from pipelines.data.builtin import iter_builtin_documents
+from pipelines.errors import PipelineError
+from pipelines.registry import Registry
+
+SOURCES = Registry("data source")
+
+# File suffix → (datasets builder, builder kwargs). `.txt` also gets `sample_by` from the config.
+FILE_BUILDERS = {
+    ".txt": ("text", {}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"sep": "\t"}),
+    ".parquet": ("parquet", {}),
+}
+
+
+def load_raw_datasets(cfg: DataConfig, seed: int) -> DatasetDict:
+    """Train and validation splits of raw documents, each with the configured text column.
+
+    A validation split is carved deterministically (by `seed`) when the source has none, unless
+    `validation_fraction` is 0, in which case the result has no `validation` split.
+    """
+    train, validation = SOURCES.get(cfg.source)(cfg)
+    for split_name, split in (("train", train), ("validation", validation)):
+        if split is None:
+            continue
+        if cfg.text_column not in split.column_names:
+            raise PipelineError(
+                f"{split_name} data has no column '{cfg.text_column}' (set data.text_column); "
+                f"columns: {', '.join(split.column_names)}"
+            )
+        if len(split) == 0:
+            raise PipelineError(f"the {split_name} data set is empty ({_describe(cfg)})")
+    if validation is None and cfg.validation_fraction > 0:
+        if len(train) < 2:
+            raise PipelineError(
+                f"cannot carve a validation split out of {len(train)} document(s) ({_describe(cfg)}); "
+                "give data.validation_path or use more documents"
+            )
+        parts = train.train_test_split(test_size=cfg.validation_fraction, seed=seed)
+        train, validation = parts["train"], parts["test"]
+    if cfg.max_documents is not None:
+        train = train.select(range(min(cfg.max_documents, len(train))))
+    splits = {"train": train} | ({"validation": validation} if validation is not None else {})
+    return DatasetDict(splits)
+
+
+def _describe(cfg: DataConfig) -> str:
+    return cfg.source if cfg.source == "builtin" else f"{cfg.source}: {cfg.path}"
+
+
+@SOURCES.register("builtin")
+def load_builtin(cfg: DataConfig) -> tuple[Dataset, None]:
+    """The Python standard-library documentation corpus (built once, then cached by `datasets`)."""
+    dataset = Dataset.from_generator(iter_builtin_documents, gen_kwargs={"python_version": sys.version})
+    return dataset, None
+
+
+@SOURCES.register("files")
+def load_files(cfg: DataConfig) -> tuple[Dataset, Dataset | None]:
+    """Local `.txt`, `.json(l)`, `.csv`, `.tsv` or `.parquet` files; empty text rows are dropped."""
+    train = _load_file_split(cfg.path, cfg)
+    validation = _load_file_split(cfg.validation_path, cfg) if cfg.validation_path else None
+    return train, validation
+
+
+@SOURCES.register("hub")
+def load_hub(cfg: DataConfig) -> tuple[Dataset, Dataset | None]:
+    """A dataset from the Hugging Face hub (needs the network unless it is already cached)."""
+    train = _load_hub_split(cfg, cfg.split)
+    validation = _load_hub_split(cfg, cfg.validation_split) if cfg.validation_split else None
+    return train, validation
+
+
+def resolve_files(path: str) -> list[str]:
+    """Expand a file, directory (recursively) or glob into a sorted list of readable data files."""
+    if any(ch in path for ch in "*?["):
+        files = sorted(glob.glob(path, recursive=True))
+    elif Path(path).is_dir():
+        files = sorted(str(p) for p in Path(path).rglob("*") if p.suffix in FILE_BUILDERS)
+    elif Path(path).exists():
+        files = [path]
+    else:
+        raise PipelineError(f"data file not found: {path}")
+    files = [f for f in files if Path(f).is_file()]
+    if not files:
+        raise PipelineError(f"no data files match {path} (supported: {', '.join(FILE_BUILDERS)})")
+    for f in files:
+        if Path(f).suffix not in FILE_BUILDERS:
+            raise PipelineError(f"unsupported data file type: {f} (supported: {', '.join(FILE_BUILDERS)})")
+        if not os.access(f, os.R_OK):
+            raise PipelineError(f"data file is not readable: {f}")
+    if len({FILE_BUILDERS[Path(f).suffix][0] for f in files}) > 1:
+        raise PipelineError(f"{path} mixes file types; use one type per split")
+    return files
+
+
+def _load_file_split(path: str, cfg: DataConfig) -> Dataset:
+    files = resolve_files(path)
+    builder, kwargs = FILE_BUILDERS[Path(files[0]).suffix]
+    if builder == "text":
+        kwargs = {**kwargs, "sample_by": cfg.sample_by}
+    try:
+        dataset = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
+    except Exception as err:  # datasets raises many types for malformed files
+        raise PipelineError(f"could not read {path}: {_first_line(err)}") from None
+    if cfg.text_column in dataset.column_names:
+        dataset = dataset.filter(_has_text, input_columns=cfg.text_column, batched=True, desc="dropping empty rows")
+    return dataset
+
+
+def _has_text(texts: list[str | None]) -> list[bool]:
+    return [bool(t and t.strip()) for t in texts]
+
+
+def _load_hub_split(cfg: DataConfig, split: str) -> Dataset:
+    try:
+        return datasets.load_dataset(cfg.path, cfg.name, split=split)
+    except Exception as err:  # offline, unknown name, missing split, ... all surface differently
+        offline = " (offline mode is on: HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)" if _offline() else ""
+        raise PipelineError(
+            f"could not load hub dataset '{cfg.path}' split '{split}'{offline}: {_first_line(err)}"
+        ) from None
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,41 @@
+"""Token-weighted LM loss over a validation loader, exact across processes."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def evaluate_lm(model, loader, accelerator, shift_labels: bool, max_batches: int | None = None) -> dict[str, float]:
+    """Mean NLL per predicted token (nats), perplexity, and the number of tokens scored.
+
+    Per-example sums are gathered with `gather_for_metrics`, which drops the samples accelerate
+    duplicates to even out the last batch, so the figure does not depend on the process count.
+    """
+    was_training = model.training
+    model.eval()
+    total_nll = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    total_tokens = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        labels = batch.pop("labels")
+        logits = model(**batch).logits  # (B, T, V)
+        if shift_labels:
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (B, T)
+        per_example = torch.stack([nll.sum(dim=1), (labels != -100).sum(dim=1).to(nll.dtype)], dim=1)  # (B, 2)
+        gathered = accelerator.gather_for_metrics(per_example)
+        total_nll += gathered[:, 0].sum().double()
+        total_tokens += gathered[:, 1].sum().double()
+    model.train(was_training)
+    loss = (total_nll / total_tokens.clamp(min=1)).item()
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": int(total_tokens.item())}
+
+
+def bits_per_byte(loss: float, bytes_per_token: float) -> float:
+    """Convert mean NLL per token (nats) into bits per UTF-8 byte, comparable across tokenizers."""
+    return loss / math.log(2) / bytes_per_token

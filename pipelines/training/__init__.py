@@ -1,0 +1,1 @@
+"""The one accelerate training loop, with checkpoints, resume and export; model- and objective-agnostic."""

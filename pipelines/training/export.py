@@ -1,0 +1,34 @@
+"""Write `final/`: safetensors weights, config, tokenizer, generation config and a model card."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def export_final(accelerator, model, tokenizer, output_dir: str | Path, card: str) -> Path:
+    """Save a self-contained export that `transformers` Auto classes and `pipeline(...)` load with no code of ours.
+
+    Written to `final.tmp/` and renamed, so a crash never leaves a half-written `final/`.
+    """
+    out = Path(output_dir)
+    final, tmp = out / "final", out / "final.tmp"
+    state_dict = accelerator.get_state_dict(model)  # every process: gathers sharded (FSDP/ZeRO-3) weights
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped = accelerator.unwrap_model(model)
+        positions = getattr(unwrapped.config, "max_position_embeddings", None)
+        if positions:
+            tokenizer.model_max_length = positions  # so pipelines truncate prompts to what the model accepts
+        if unwrapped.can_generate():
+            gen = unwrapped.generation_config
+            gen.bos_token_id, gen.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+            gen.pad_token_id = tokenizer.pad_token_id
+            gen.do_sample, gen.top_k, gen.max_new_tokens = True, 50, 100
+        unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+    return final

@@ -1,0 +1,258 @@
+"""The one training loop, shared by every run kind (pretraining, fine-tuning, baselines).
+
+It knows nothing about model families or objectives: it gets a model whose `forward(**batch)`
+returns `.loss`, datasets, a collator and an evaluation function. Accelerate owns devices,
+distribution, mixed precision, gradient accumulation and checkpoint state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from pipelines.config import OptimConfig, RunConfig, TrainConfig
+from pipelines.errors import PipelineError, TrainingInterrupted
+from pipelines.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+
+logger = get_logger(__name__)
+
+EvaluateFn = Callable[[torch.nn.Module, DataLoader], dict[str, float]]
+
+
+def build_accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
+    """An Accelerator whose data order is a pure function of (seed, epoch), so resume is exact."""
+    return Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        # Sync strictly every k micro-batches, also across epoch ends, so step k·n ↔ micro-batch n·k.
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=False
+        ),
+        log_with=None if cfg.report_to == "none" else cfg.report_to,
+        project_dir=output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+    )
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only; biases, norms and 1-d gains are not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+
+
+class MetricsLog:
+    """`metrics.jsonl` (one JSON object per logged or evaluated step) plus accelerate's trackers."""
+
+    def __init__(self, accelerator: Accelerator, path: Path, resume_step: int):
+        self.accelerator = accelerator
+        self.path = path
+        if accelerator.is_main_process and path.exists():
+            # Records written after the checkpoint we resume from belong to a trajectory we replay.
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        """Append one record (main process) and forward its numbers to the trackers."""
+        if self.accelerator.is_main_process:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        numbers = {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
+        self.accelerator.log(numbers, step=record["step"])
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[bool]]:
+    """Turn the first Ctrl-C/SIGTERM into a flag the loop checks at step boundaries; a second one aborts."""
+    flag = [False]
+
+    def handler(signum, frame):
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def train(
+    cfg: RunConfig,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    train_dataset,
+    eval_dataset,
+    collator: Callable,
+    evaluate: EvaluateFn,
+    resume: bool,
+) -> dict:
+    """Train for `cfg.train.max_steps` optimizer steps; returns the final evaluation and run statistics."""
+    tcfg, out = cfg.train, Path(cfg.output_dir)
+    optimizer = build_optimizer(model, cfg.optim)
+    # A prepared scheduler steps once per process per optimizer step, hence the factor.
+    scheduler = get_scheduler(
+        cfg.optim.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=cfg.optim.warmup_steps * accelerator.num_processes,
+        num_training_steps=tcfg.max_steps * accelerator.num_processes,
+    )
+    train_loader = DataLoader(
+        train_dataset,
+        batch_size=tcfg.per_device_train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collator,
+        num_workers=tcfg.dataloader_num_workers,
+    )
+    eval_loader = None
+    if eval_dataset is not None:
+        eval_loader = DataLoader(eval_dataset, batch_size=tcfg.per_device_eval_batch_size, collate_fn=collator)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if eval_loader is not None:
+        eval_loader = accelerator.prepare(eval_loader)
+    if len(train_loader) == 0:
+        raise PipelineError(
+            f"the training set has {len(train_dataset)} examples, fewer than one batch of "
+            f"{tcfg.per_device_train_batch_size} x {accelerator.num_processes} process(es)"
+        )
+
+    state = {"step": 0, "tokens_seen": 0, "train_runtime": 0.0}
+    checkpoints = list_checkpoints(out / "checkpoints") if resume else []
+    if checkpoints:
+        state = load_checkpoint(accelerator, checkpoints[-1])
+        logger.info(f"resuming from {checkpoints[-1]} (step {state['step']})", main_process_only=True)
+    metrics = MetricsLog(accelerator, out / "metrics.jsonl", resume_step=state["step"])
+    if tcfg.report_to != "none":
+        accelerator.init_trackers("tensorboard", config=_flat_hparams(cfg))
+
+    step, tokens_seen = state["step"], state["tokens_seen"]
+    last_eval: dict[str, float] = {}
+    running_loss, running_count = torch.zeros((), device=accelerator.device), 0
+    bar = tqdm(total=tcfg.max_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
+    start = window_start = time.perf_counter()
+    runtime_before = state["train_runtime"]  # wall time of earlier sessions of this run
+    window_tokens = tokens_seen
+
+    def checkpoint() -> Path:
+        state.update(step=step, tokens_seen=tokens_seen, train_runtime=runtime())
+        return save_checkpoint(accelerator, out / "checkpoints", step, state, keep=tcfg.save_total_limit)
+
+    def runtime() -> float:
+        return runtime_before + time.perf_counter() - start
+
+    model.train()
+    with stop_requests() as stop:
+        for batch in _batches(accelerator, train_loader, start_micro_batch=step * tcfg.gradient_accumulation_steps):
+            if step >= tcfg.max_steps:
+                break
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running_loss += loss.detach()
+            running_count += 1
+            tokens_seen += batch["input_ids"].numel() * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+
+            if step % tcfg.logging_steps == 0 or step == tcfg.max_steps:
+                # One reduction per logging step: the loss stays on device in between (no per-step sync).
+                train_loss = accelerator.reduce(running_loss / running_count, reduction="mean").item()
+                now = time.perf_counter()
+                tokens_per_second = (tokens_seen - window_tokens) / max(now - window_start, 1e-9)
+                window_start, window_tokens = now, tokens_seen
+                running_loss.zero_()
+                running_count = 0
+                metrics.write(
+                    {
+                        "step": step,
+                        "loss": train_loss,
+                        "learning_rate": scheduler.get_last_lr()[0],
+                        "tokens_seen": tokens_seen,
+                        "tokens_per_second": tokens_per_second,
+                        "elapsed": runtime(),
+                    }
+                )
+                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_second:,.0f}")
+                if not math.isfinite(train_loss):
+                    raise PipelineError(f"training loss became {train_loss} at step {step}; lower optim.learning_rate")
+
+            if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == tcfg.max_steps):
+                last_eval = evaluate(model, eval_loader)
+                metrics.write({"step": step, **{f"eval_{k}": v for k, v in last_eval.items()}, "elapsed": runtime()})
+                window_start = time.perf_counter()  # evaluation time is not training throughput
+
+            stop_now = _any_process(accelerator, stop[0])
+            if step % tcfg.save_steps == 0 or (stop_now and step < tcfg.max_steps):
+                path = checkpoint()
+                window_start = time.perf_counter()
+                if stop_now:
+                    bar.close()
+                    raise TrainingInterrupted(
+                        f"interrupted at step {step}; checkpoint saved to {path}. Run the same command to resume."
+                    )
+    bar.close()
+    runtime_total = runtime()
+    accelerator.end_training()
+    return {
+        "step": step,
+        "tokens_seen": tokens_seen,
+        "train_runtime": runtime_total,
+        "train_tokens_per_second": tokens_seen / max(runtime_total, 1e-9),
+        **{f"eval_{k}": v for k, v in last_eval.items()},
+    }
+
+
+def _batches(accelerator: Accelerator, loader: DataLoader, start_micro_batch: int) -> Iterator[dict]:
+    """Endless micro-batches over epochs, starting at `start_micro_batch` (resume skips, never replays)."""
+    epoch, skip = divmod(start_micro_batch, len(loader))
+    while True:
+        loader.set_epoch(epoch)  # the shuffle order is seeded by (seed, epoch)
+        yield from accelerator.skip_first_batches(loader, skip) if skip else loader
+        epoch, skip = epoch + 1, 0
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True if any process got a stop request, so every process saves and stops at the same step."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), reduction="sum").item())
+
+
+def _flat_hparams(cfg: RunConfig) -> dict:
+    """The config as flat scalar hparams, which is what TensorBoard accepts."""
+    flat = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk(cfg.to_dict(), "")
+    return flat
