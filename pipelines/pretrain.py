@@ -63,6 +63,7 @@ def pretrain(cfg: RunConfig, overwrite: bool = False) -> dict:
     export_final(accelerator, model, tokenizer, cfg.output_dir, _model_card(cfg, results))
     if accelerator.is_main_process:
         (Path(cfg.output_dir) / "eval_results.json").write_text(json.dumps(results, indent=2))
+    accelerator.end_training()  # closes trackers and the process group: last
     return results
 
 

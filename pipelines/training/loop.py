@@ -35,6 +35,8 @@ EvaluateFn = Callable[[torch.nn.Module, DataLoader], dict[str, float]]
 def build_accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
     """An Accelerator whose data order is a pure function of (seed, epoch), so resume is exact."""
     return Accelerator(
+        # Without any accelerator, `accelerate launch --multi_gpu` processes must use gloo on CPU.
+        cpu=not torch.accelerator.is_available(),
         mixed_precision=cfg.mixed_precision,
         # Sync strictly every k micro-batches, also across epoch ends, so step k·n ↔ micro-batch n·k.
         gradient_accumulation_plugin=GradientAccumulationPlugin(
@@ -217,7 +219,6 @@ def train(
                     )
     bar.close()
     runtime_total = runtime()
-    accelerator.end_training()
     return {
         "step": step,
         "tokens_seen": tokens_seen,

@@ -1,0 +1,46 @@
+"""A real 2-process run under `accelerate launch` (gloo on CPU): same global batch, same losses, one export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import load_config
+from pipelines.pretrain import pretrain
+
+
+def losses(run: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_same_global_batch(tiny_overrides, tmp_path):
+    common = [*tiny_overrides, "train.max_steps=8", "train.eval_steps=4", "train.save_steps=4"]
+    single = load_config(None, [*common, "train.per_device_train_batch_size=8", f"output_dir={tmp_path / 'one'}"])
+    pretrain(single)
+
+    two = tmp_path / "two"
+    sets = [*common, "train.per_device_train_batch_size=4", f"output_dir={two}"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "pipelines", "pretrain", *sum((["--set", s] for s in sets), [])]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # Only the main process writes: one record per step, one export, one checkpoint per save.
+    assert sorted(losses(two)) == list(range(1, 9))
+    assert (two / "final" / "model.safetensors").is_file()
+    assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["step-00000004", "step-00000008"]
+    # Data is sharded, not duplicated: the two halves of each global batch are the single run's batch.
+    one_losses, two_losses = losses(tmp_path / "one"), losses(two)
+    for step in one_losses:
+        assert two_losses[step] == pytest.approx(one_losses[step], rel=2e-3), step
+    results = json.loads((two / "eval_results.json").read_text())
+    assert results["tokens_seen"] == 8 * 8 * 32

@@ -1,0 +1,127 @@
+"""End-to-end: a tiny GPT pretrains, its loss falls, it exports, reloads, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+from pipelines.config import load_config
+from pipelines.errors import PipelineError, TrainingInterrupted
+from pipelines.pretrain import pretrain
+from pipelines.training import loop
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def train_losses(records: list[dict]) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def test_loss_falls_and_export_loads_with_transformers_alone(tiny_overrides):
+    cfg = load_config(None, tiny_overrides)
+    results = pretrain(cfg)
+    run = Path(cfg.output_dir)
+
+    records = read_metrics(run)
+    losses = list(train_losses(records).values())
+    assert len(losses) == cfg.train.max_steps
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.75  # a real drop (noise is ~0.05)
+    evals = [r["eval_loss"] for r in records if "eval_loss" in r]
+    assert len(evals) == 3 and evals[-1] < evals[0]
+    assert results["eval_bits_per_byte"] > 0 and results["tokens_seen"] == 30 * 8 * 32
+
+    final = run / "final"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "generation_config.json", "README.md"):
+        assert (final / name).is_file(), name
+    assert "bits per byte" in (final / "README.md").read_text()
+    assert json.loads((run / "eval_results.json").read_text())["eval_loss"] == pytest.approx(evals[-1])
+    assert (run / "config.yaml").is_file()
+
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    assert model.config.vocab_size >= len(tokenizer)
+    generator = pipeline("text-generation", model=str(final))
+    text = generator("Return the", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    assert text.startswith("Return the") and len(text) > len("Return the")
+
+
+def test_llama_arch_trains(tiny_overrides):
+    cfg = load_config(None, [*tiny_overrides, "model.arch=llama", "train.max_steps=20"])
+    pretrain(cfg)
+    losses = list(train_losses(read_metrics(Path(cfg.output_dir))).values())
+    assert losses[-1] < losses[0] - 0.75
+    model = AutoModelForCausalLM.from_pretrained(Path(cfg.output_dir) / "final")
+    assert model.config.model_type == "llama"
+
+
+def test_interrupted_run_resumes_on_the_same_trajectory(tiny_overrides, tmp_path, monkeypatch):
+    steps = ["train.max_steps=20", "train.save_steps=5", "train.eval_steps=5"]
+    reference_cfg = load_config(None, [*tiny_overrides, *steps, f"output_dir={tmp_path / 'reference'}"])
+    pretrain(reference_cfg)
+    reference = read_metrics(Path(reference_cfg.output_dir))
+
+    cfg = load_config(None, [*tiny_overrides, *steps, f"output_dir={tmp_path / 'interrupted'}"])
+    run = Path(cfg.output_dir)
+    real_any_process = loop._any_process
+    calls = {"n": 0}
+
+    def stop_at_step_12(accelerator, flag):
+        calls["n"] += 1
+        return real_any_process(accelerator, flag) or calls["n"] == 12
+
+    monkeypatch.setattr(loop, "_any_process", stop_at_step_12)
+    with pytest.raises(TrainingInterrupted, match="step 12"):
+        pretrain(cfg)
+    monkeypatch.setattr(loop, "_any_process", real_any_process)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000010", "step-00000012"]
+    assert not (run / "final").exists()
+
+    # A crash in the middle of a later save must not be mistaken for a checkpoint.
+    (run / "checkpoints" / "step-00000015.tmp").mkdir()
+    # Records past the checkpoint (as a hard crash would leave) are replaced on resume.
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 13, "loss": 123.0}) + "\n")
+
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    pretrain(cfg)
+    resumed = read_metrics(run)
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
+    ref_losses, res_losses = train_losses(reference), train_losses(resumed)
+    for step in ref_losses:
+        assert res_losses[step] == pytest.approx(ref_losses[step], rel=1e-5, abs=1e-6), step
+    ref_eval = [r["eval_loss"] for r in reference if "eval_loss" in r]
+    res_eval = [r["eval_loss"] for r in resumed if "eval_loss" in r]
+    assert res_eval == pytest.approx(ref_eval, rel=1e-5)
+    assert not list((run / "checkpoints").glob("*.tmp"))
+
+
+def test_finished_or_different_run_is_never_overwritten(tiny_overrides):
+    cfg = load_config(None, [*tiny_overrides, "train.max_steps=3"])
+    pretrain(cfg)
+    with pytest.raises(PipelineError, match="finished run"):
+        pretrain(cfg)
+    other = load_config(None, [*tiny_overrides, "train.max_steps=4"])
+    with pytest.raises(PipelineError, match=r"different run \(differs in: train.max_steps\)"):
+        pretrain(other)
+    before = (Path(cfg.output_dir) / "final" / "model.safetensors").read_bytes()
+    pretrain(other, overwrite=True)
+    assert (Path(cfg.output_dir) / "final" / "model.safetensors").read_bytes() != before
+    assert "max_steps: 4" in (Path(cfg.output_dir) / "config.yaml").read_text()
+
+
+def test_first_signal_requests_a_stop_and_second_aborts():
+    with loop.stop_requests() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop[0] is True
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
