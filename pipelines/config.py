@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ class ModelConfig:
     intermediate_size: int | None = None
     """MLP width (None: 4 x hidden for gpt2, 8/3 x hidden rounded to 64 for llama)."""
     dropout: float = 0.0
-    """Dropout on embeddings, attention and residual paths."""
+    """Dropout probability (gpt2: embeddings, attention and residual paths; llama: attention only)."""
     max_position_embeddings: int | None = None
     """Longest sequence the model accepts (None: `data.block_size`)."""
     vocab_size: int | None = None
@@ -319,9 +320,20 @@ def _check_values(cfg: RunConfig) -> None:
         "train.save_total_limit": cfg.train.save_total_limit,
         "optim.learning_rate": cfg.optim.learning_rate,
     }
+    positive |= {  # optional: None means "not limited"
+        "data.max_documents": cfg.data.max_documents,
+        "train.eval_max_batches": cfg.train.eval_max_batches,
+        "model.intermediate_size": cfg.model.intermediate_size,
+        "tokenizer.max_training_documents": cfg.tokenizer.max_training_documents,
+    }
     for key, value in positive.items():
-        if value <= 0:
+        if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"'{key}' must be positive, got {value}")
+    if cfg.optim.warmup_steps < 0:
+        raise ConfigError(f"'optim.warmup_steps' must be >= 0, got {cfg.optim.warmup_steps}")
+    for key in ("adam_beta1", "adam_beta2"):
+        if not 0.0 <= getattr(cfg.optim, key) < 1.0:
+            raise ConfigError(f"'optim.{key}' must be in [0, 1), got {getattr(cfg.optim, key)}")
     if not 0.0 <= cfg.data.validation_fraction < 1.0:
         raise ConfigError(f"'data.validation_fraction' must be in [0, 1), got {cfg.data.validation_fraction}")
     if not 0.0 <= cfg.model.dropout < 1.0:

@@ -43,6 +43,11 @@ def load_raw_datasets(cfg: DataConfig, seed: int) -> DatasetDict:
                 f"{split_name} data has no column '{cfg.text_column}' (set data.text_column); "
                 f"columns: {', '.join(split.column_names)}"
             )
+        if split.features[cfg.text_column].dtype not in ("string", "large_string"):
+            raise PipelineError(
+                f"column '{cfg.text_column}' of the {split_name} data holds "
+                f"{split.features[cfg.text_column].dtype}, not text (set data.text_column)"
+            )
         if len(split) == 0:
             raise PipelineError(f"the {split_name} data set is empty ({_describe(cfg)})")
     if validation is None and cfg.validation_fraction > 0:
@@ -51,9 +56,14 @@ def load_raw_datasets(cfg: DataConfig, seed: int) -> DatasetDict:
                 f"cannot carve a validation split out of {len(train)} document(s) ({_describe(cfg)}); "
                 "give data.validation_path or use more documents"
             )
-        parts = train.train_test_split(test_size=cfg.validation_fraction, seed=seed)
+        try:
+            parts = train.train_test_split(test_size=cfg.validation_fraction, seed=seed)
+        except ValueError as err:  # e.g. a fraction that leaves no training document
+            raise PipelineError(f"cannot carve data.validation_fraction={cfg.validation_fraction}: {err}") from None
         train, validation = parts["train"], parts["test"]
     if cfg.max_documents is not None:
+        if cfg.max_documents <= 0:
+            raise PipelineError(f"data.max_documents must be positive, got {cfg.max_documents}")
         train = train.select(range(min(cfg.max_documents, len(train))))
     splits = {"train": train} | ({"validation": validation} if validation is not None else {})
     return DatasetDict(splits)
@@ -124,7 +134,7 @@ def _load_file_split(path: str, cfg: DataConfig) -> Dataset:
 
 
 def _has_text(texts: list[str | None]) -> list[bool]:
-    return [bool(t and t.strip()) for t in texts]
+    return [isinstance(t, str) and bool(t.strip()) for t in texts]
 
 
 def _load_hub_split(cfg: DataConfig, split: str) -> Dataset:

@@ -203,20 +203,20 @@ def train(
                 if not math.isfinite(train_loss):
                     raise PipelineError(f"training loss became {train_loss} at step {step}; lower optim.learning_rate")
 
+            paused = time.perf_counter()  # evaluation and saving are not training throughput
             if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == tcfg.max_steps):
                 last_eval = evaluate(model, eval_loader)
                 metrics.write({"step": step, **{f"eval_{k}": v for k, v in last_eval.items()}, "elapsed": runtime()})
-                window_start = time.perf_counter()  # evaluation time is not training throughput
 
             stop_now = _any_process(accelerator, stop[0])
             if step % tcfg.save_steps == 0 or (stop_now and step < tcfg.max_steps):
                 path = checkpoint()
-                window_start = time.perf_counter()
                 if stop_now:
                     bar.close()
                     raise TrainingInterrupted(
                         f"interrupted at step {step}; checkpoint saved to {path}. Run the same command to resume."
                     )
+            window_start += time.perf_counter() - paused
     bar.close()
     runtime_total = runtime()
     return {

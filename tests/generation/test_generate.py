@@ -46,8 +46,10 @@ def test_greedy_ignores_the_seed(run_dir, capsys):
 
 
 def test_several_sequences_are_numbered(run_dir, capsys):
-    out = cli_stdout(capsys, "generate", str(run_dir), "The", "--num-return-sequences", "3",
-                     "--max-new-tokens", "5", "--seed", "0", "--top-p", "0.9", "--repetition-penalty", "1.2")  # fmt: skip
+    sampling = ("--seed", "0", "--top-p", "0.9", "--repetition-penalty", "1.2")
+    out = cli_stdout(
+        capsys, "generate", str(run_dir), "The", "--num-return-sequences", "3", "--max-new-tokens", "5", *sampling
+    )
     assert [line for line in out.splitlines() if line.startswith("--- [")] == ["--- [1/3]", "--- [2/3]", "--- [3/3]"]
 
 

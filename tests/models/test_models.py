@@ -1,0 +1,144 @@
+"""Model shapes derived from the tokenizer, and the tiny GPT-2 / Llama builders."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipelines.config import ConfigError, ModelConfig, load_config
+from pipelines.errors import PipelineError
+from pipelines.models import MODELS, ModelShape, build_model, model_shape
+
+
+class FakeTokenizer:
+    def __init__(self, size: int, bos: int | None = 0, eos: int | None = 0, pad: int | None = 1):
+        self.size = size
+        self.bos_token_id, self.eos_token_id, self.pad_token_id = bos, eos, pad
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _tiny(arch: str, **kw) -> ModelConfig:
+    return ModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=2, **kw)
+
+
+# --------------------------------------------------------------------------- model_shape
+
+
+@pytest.mark.parametrize(("size", "expected"), [(1, 64), (63, 64), (64, 64), (65, 128), (300, 320), (4096, 4096)])
+def test_vocab_rounded_up_to_64(size, expected):
+    shape = model_shape(ModelConfig(), FakeTokenizer(size), block_size=16)
+    assert shape.vocab_size == expected
+
+
+def test_shape_carries_special_ids_and_positions():
+    shape = model_shape(ModelConfig(), FakeTokenizer(300, bos=2, eos=3, pad=4), block_size=16)
+    assert shape == ModelShape(vocab_size=320, max_positions=16, bos_token_id=2, eos_token_id=3, pad_token_id=4)
+    longer = model_shape(ModelConfig(max_position_embeddings=64), FakeTokenizer(300), block_size=16)
+    assert longer.max_positions == 64
+
+
+def test_explicit_vocab_size_is_kept():
+    assert model_shape(ModelConfig(vocab_size=300), FakeTokenizer(300), 16).vocab_size == 300
+    assert model_shape(ModelConfig(vocab_size=1000), FakeTokenizer(300), 16).vocab_size == 1000
+
+
+def test_explicit_vocab_size_too_small():
+    with pytest.raises(PipelineError, match=r"model\.vocab_size is 256 but the tokenizer has 300 tokens"):
+        model_shape(ModelConfig(vocab_size=256), FakeTokenizer(300), block_size=16)
+
+
+def test_num_heads_must_divide_hidden_size():
+    with pytest.raises(ConfigError, match=r"'model\.num_heads' \(3\) must divide 'model\.hidden_size' \(32\)"):
+        load_config(overrides=["model.hidden_size=32", "model.num_heads=3"])
+
+
+def test_unknown_arch_in_build():
+    shape = model_shape(ModelConfig(), FakeTokenizer(64), 8)
+    with pytest.raises(PipelineError, match=r"unknown model architecture 'rnn'"):
+        build_model(ModelConfig(arch="rnn"), shape)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- builders
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def tiny_model(request):
+    torch.manual_seed(0)
+    cfg = _tiny(request.param)
+    shape = model_shape(cfg, FakeTokenizer(100, bos=0, eos=0, pad=1), block_size=16)
+    return request.param, build_model(cfg, shape), shape
+
+
+def test_tiny_model_forward(tiny_model):
+    arch, model, shape = tiny_model
+    assert shape.vocab_size == 128
+    torch.manual_seed(1)
+    input_ids = torch.randint(0, 100, (3, 10))
+    out = model(input_ids=input_ids, labels=input_ids)
+    assert out.logits.shape == (3, 10, 128)
+    assert out.loss.dim() == 0
+    assert torch.isfinite(out.loss)
+    # an untrained model is close to uniform over the vocabulary
+    assert abs(out.loss.item() - math.log(128)) < 1.0
+
+
+def test_tiny_model_loss_shifts_labels_and_ignores_padding(tiny_model):
+    _, model, _ = tiny_model
+    model.eval()
+    torch.manual_seed(2)
+    input_ids = torch.randint(0, 100, (2, 8))
+    labels = input_ids.clone()
+    labels[1, 5:] = -100
+    with torch.no_grad():
+        out = model(input_ids=input_ids, labels=labels)
+    expected = F.cross_entropy(out.logits[:, :-1].reshape(-1, out.logits.shape[-1]), labels[:, 1:].reshape(-1))
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_tiny_model_config(tiny_model):
+    arch, model, shape = tiny_model
+    config = model.config
+    assert config.vocab_size == 128
+    assert config.bos_token_id == 0 and config.eos_token_id == 0 and config.pad_token_id == 1
+    assert model.get_input_embeddings().weight.shape == (128, 32)
+    # tied by default: one matrix for input embeddings and the output projection
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    if arch == "gpt2":
+        assert (config.n_embd, config.n_layer, config.n_head, config.n_positions) == (32, 2, 2, 16)
+    else:
+        assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (32, 2, 2)
+        assert config.num_key_value_heads == 2
+        assert config.max_position_embeddings == 16
+        assert config.intermediate_size == 128  # 8/3 · 32 = 85, rounded up to a multiple of 64
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_untied_embeddings(arch):
+    cfg = _tiny(arch, tie_word_embeddings=False)
+    model = build_model(cfg, model_shape(cfg, FakeTokenizer(64), 8))
+    assert model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+
+
+def test_dropout_reaches_the_model_config():
+    gpt2 = build_model(_tiny("gpt2", dropout=0.3), model_shape(ModelConfig(), FakeTokenizer(64), 8)).config
+    assert (gpt2.resid_pdrop, gpt2.embd_pdrop, gpt2.attn_pdrop) == (0.3, 0.3, 0.3)
+    llama = build_model(_tiny("llama", dropout=0.3), model_shape(ModelConfig(), FakeTokenizer(64), 8)).config
+    assert llama.attention_dropout == 0.3
+
+
+def test_explicit_intermediate_size():
+    for arch in ("gpt2", "llama"):
+        cfg = _tiny(arch, intermediate_size=48)
+        model = build_model(cfg, model_shape(cfg, FakeTokenizer(64), 8))
+        sizes = {p.shape for n, p in model.named_parameters() if "mlp" in n}
+        assert any(48 in s for s in sizes), (arch, sizes)
+
+
+def test_registry_families():
+    assert MODELS.get("gpt2").family == "causal"
+    assert MODELS.get("llama").family == "causal"

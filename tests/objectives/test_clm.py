@@ -1,0 +1,72 @@
+"""The causal-LM collator: stacking packed blocks, padding the short one, masking padding out of the loss."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pipelines.objectives import OBJECTIVES
+from pipelines.objectives.clm import CausalLMCollator, build_clm_collator
+
+PAD = 99
+
+
+def test_equal_length_examples_stack():
+    collate = CausalLMCollator(pad_token_id=PAD)
+    batch = collate([{"input_ids": [1, 2, 3]}, {"input_ids": [4, 5, 6]}])
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 1]]
+    assert batch["labels"].tolist() == [[1, 2, 3], [4, 5, 6]]
+    for tensor in batch.values():
+        assert tensor.dtype == torch.long
+        assert tensor.shape == (2, 3)
+
+
+def test_short_example_is_padded_and_masked():
+    collate = CausalLMCollator(pad_token_id=PAD)
+    batch = collate([{"input_ids": [1, 2, 3, 4]}, {"input_ids": [5, 6]}, {"input_ids": [7, 8, 9, 10]}])
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    assert ids.tolist() == [[1, 2, 3, 4], [5, 6, PAD, PAD], [7, 8, 9, 10]]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]
+    assert labels.tolist() == [[1, 2, 3, 4], [5, 6, -100, -100], [7, 8, 9, 10]]
+    assert torch.equal(labels[mask == 1], ids[mask == 1])
+    assert (labels[mask == 0] == -100).all()
+    assert (ids[mask == 0] == PAD).all()
+
+
+def test_real_token_equal_to_pad_id_is_kept():
+    # a real token whose id happens to equal the pad id must still be a label (masking uses lengths)
+    collate = CausalLMCollator(pad_token_id=PAD)
+    batch = collate([{"input_ids": [PAD, 1, PAD]}, {"input_ids": [2]}])
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[PAD, 1, PAD], [2, -100, -100]]
+
+
+def test_accepts_tensors_and_extra_keys():
+    collate = CausalLMCollator(pad_token_id=0)
+    batch = collate([{"input_ids": torch.tensor([3, 4]), "extra": "x"}, {"input_ids": torch.tensor([5])}])
+    assert batch["input_ids"].tolist() == [[3, 4], [5, 0]]
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+
+
+def test_does_not_mutate_examples():
+    examples = [{"input_ids": [1, 2]}, {"input_ids": [3]}]
+    CausalLMCollator(pad_token_id=PAD)(examples)
+    assert examples == [{"input_ids": [1, 2]}, {"input_ids": [3]}]
+
+
+@pytest.mark.parametrize(("pad", "eos", "expected"), [(7, 3, 7), (None, 3, 3), (0, 3, 0)])
+def test_build_collator_pad_choice(pad, eos, expected):
+    collator = build_clm_collator(SimpleNamespace(pad_token_id=pad, eos_token_id=eos))
+    assert collator.pad_token_id == expected
+
+
+def test_clm_registered_with_shift():
+    objective = OBJECTIVES.get("clm")
+    assert objective.shift_labels is True
+    assert objective.families == ("causal",)
+    collator = objective.build_collator(SimpleNamespace(pad_token_id=5, eos_token_id=1))
+    assert collator([{"input_ids": [1]}, {"input_ids": [2, 3]}])["input_ids"].tolist() == [[1, 5], [2, 3]]
