@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,16 +14,16 @@ QUICKSTART_DIR = "runs/quickstart"
 QUICKSTART_PROMPTS = ("Return the", "This module provides", "The ")
 
 
-def _add_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML run config (omit to start from the built-in defaults)")
+def _add_config_args(parser: argparse.ArgumentParser, config_help: str) -> None:
+    parser.add_argument("--config", help=config_help)
     parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
-    )
+    )  # fmt: skip
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    _add_config_args(parser, "YAML run config (omit to start from the built-in defaults)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run or tokenizer")
 
 
@@ -52,66 +53,74 @@ def run_train_tokenizer(cfg, overwrite: bool = False) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    """Pretrain a model from scratch (resumes an interrupted run in the same output_dir)."""
+    """Pretrain a model (resumes an interrupted run in the same output_dir)."""
     from pipelines.pretrain import pretrain
 
     cfg = _load(args)
-    results = pretrain(cfg, overwrite=args.overwrite)
-    _print_summary(cfg.output_dir, results)
+    _print_summary(cfg.output_dir, pretrain(cfg, overwrite=args.overwrite))
+
+
+def cmd_finetune(args) -> None:
+    """Fine-tune a classifier from an exported run (`model.init_from`) or from scratch."""
+    from pipelines.finetune import finetune
+
+    cfg = _load(args)
+    _print_summary(cfg.output_dir, finetune(cfg, overwrite=args.overwrite))
+
+
+def cmd_evaluate(args) -> None:
+    """Score an exported run on a data set (`--data FILE`) or its config's validation split; writes JSON."""
+    from pipelines.config import load_config
+    from pipelines.evaluate_export import evaluate_export
+
+    saved = Path(args.run) / "config.yaml"
+    if args.config is None and not saved.is_file():
+        raise PipelineError(f"{args.run} has no config.yaml; pass --config")
+    cfg = load_config(args.config or saved, args.overrides)
+    results = evaluate_export(cfg, args.run, args.data)
+    name = Path(args.data).stem if args.data else "validation"
+    out = Path(args.output) if args.output else Path(args.run) / f"eval_{name}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    print(f"written to {out}")
 
 
 def cmd_generate(args) -> None:
-    """Generate from an exported run: prompts from arguments, a file, stdin, or interactively."""
-    from pipelines.generation import GenerationSettings, load_for_generation, read_prompts
+    """Generate from an exported run (fill-mask for masked LMs): prompts from arguments, a file, stdin, or -i."""
+    from pipelines.generation import GenerationSettings, load_generator, read_prompts
 
     settings = GenerationSettings(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
-        num_return_sequences=args.num_return_sequences,
-        greedy=args.greedy,
-        seed=args.seed,
-    )
-    model, tokenizer = load_for_generation(args.run)
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, num_return_sequences=args.num_return_sequences,
+        greedy=args.greedy, seed=args.seed,
+    )  # fmt: skip
+    generator = load_generator(args.run)
     if args.interactive:
-        _interactive(model, tokenizer, settings)
-        return
-    prompts = read_prompts(args.prompts, args.prompt_file)
-    if not prompts:
-        raise PipelineError("no prompt given: pass one, --prompt-file FILE, pipe prompts on stdin, or --interactive")
+        print("Type a prompt and press Enter; an empty line or Ctrl-D quits.", file=sys.stderr)
+        prompts = _interactive_prompts()
+    else:
+        prompts = read_prompts(args.prompts, args.prompt_file)
+        if not prompts:
+            raise PipelineError("no prompt given: pass one, --prompt-file FILE, pipe prompts on stdin, or -i")
     for prompt in prompts:
-        _generate_and_print(model, tokenizer, prompt, settings)
+        generator(prompt, settings)
 
 
-def _generate_and_print(model, tokenizer, prompt, settings) -> None:
-    from pipelines.generation import generate
-
-    texts = generate(model, tokenizer, prompt, settings, stream=True)
-    if settings.num_return_sequences == 1:
-        print(flush=True)  # the streamer already printed the text
-        return
-    for i, text in enumerate(texts, 1):
-        print(f"--- [{i}/{len(texts)}]\n{text}", flush=True)
-
-
-def _interactive(model, tokenizer, settings) -> None:
-    print("Type a prompt and press Enter; an empty line or Ctrl-D quits.", file=sys.stderr)
+def _interactive_prompts():
     while True:
         try:
             prompt = input("> ")
         except EOFError:
-            break
+            return
         if not prompt.strip():
-            break
-        _generate_and_print(model, tokenizer, prompt, settings)
+            return
+        yield prompt
 
 
 def cmd_quickstart(args) -> None:
     """Train a tokenizer and a tiny GPT on the built-in corpus, evaluate, export, and sample from it."""
     from pipelines.config import load_config
-    from pipelines.generation import GenerationSettings, load_for_generation
+    from pipelines.generation import GenerationSettings, load_generator
     from pipelines.pretrain import pretrain
 
     base = Path(args.output_dir)
@@ -129,22 +138,18 @@ def cmd_quickstart(args) -> None:
     else:
         _print_summary(cfg.output_dir, pretrain(cfg, overwrite=args.overwrite))
     print("[3/3] samples", flush=True)
-    model, tokenizer = load_for_generation(cfg.output_dir)
-    settings = GenerationSettings(max_new_tokens=60, seed=0)
+    generator = load_generator(cfg.output_dir)
     for prompt in QUICKSTART_PROMPTS:
-        _generate_and_print(model, tokenizer, prompt, settings)
+        generator(prompt, GenerationSettings(max_new_tokens=60, seed=0))
         print()
     print(f'Generate more with: python -m pipelines generate {cfg.output_dir} "your prompt"')
 
 
 def _print_summary(output_dir: str, results: dict) -> None:
     line = f"done: {results['step']} steps, {results['tokens_seen']:,} tokens in {results['train_runtime']:.0f} s"
-    if "eval_loss" in results:
-        line += (
-            f"; validation loss {results['eval_loss']:.3f}, perplexity {results['eval_perplexity']:.1f}, "
-            f"{results['eval_bits_per_byte']:.3f} bits/byte"
-        )
-    print(line)
+    shown = ("loss", "perplexity", "bits_per_byte", "token_accuracy", "accuracy", "f1", "f1_macro")
+    figures = [f"{k} {results['eval_' + k]:.4f}" for k in shown if f"eval_{k}" in results]
+    print(line + (f"; validation {', '.join(figures)}" if figures else ""))
     print(f"export: {Path(output_dir) / 'final'}")
 
 
@@ -153,13 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipelines", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    p = sub.add_parser("train-tokenizer", help=cmd_train_tokenizer.__doc__)
-    _add_run_args(p)
-    p.set_defaults(func=cmd_train_tokenizer)
+    for name, func in (
+        ("train-tokenizer", cmd_train_tokenizer),
+        ("pretrain", cmd_pretrain),
+        ("finetune", cmd_finetune),
+    ):
+        p = sub.add_parser(name, help=func.__doc__)
+        _add_run_args(p)
+        p.set_defaults(func=func)
 
-    p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__)
-    _add_run_args(p)
-    p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    p.add_argument("run", help="run directory (its final/ is scored) or export directory")
+    _add_config_args(p, "run config (default: the run's own config.yaml)")
+    p.add_argument("--data", help="score every example of this file, glob or directory (default: validation split)")
+    p.add_argument("--output", help="where to write the JSON (default: <run>/eval_<data name>.json)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("generate", help=cmd_generate.__doc__)
     p.add_argument("run", help="run directory (its final/ is used) or export directory")
@@ -168,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interactive", "-i", action="store_true", help="read prompts interactively")
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest (50); fill-mask: show k (5)")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--repetition-penalty", type=float, default=None)
     p.add_argument("--num-return-sequences", type=int, default=1)

@@ -44,7 +44,23 @@ class DataConfig:
     validation_fraction: float = 0.05
     """Fraction of documents carved out (deterministically, by `seed`) when the source has no validation set."""
     text_column: str = "text"
-    """Column that holds the text."""
+    """Column that holds the text (the first sentence, for classification)."""
+    text_pair_column: str | None = None
+    """Classification: column with the second sentence of a pair (None: single sentences)."""
+    label_column: str = "label"
+    """Classification: column with the label (integers or strings)."""
+    labels: list[str] | None = None
+    """Classification: the label names in id order (None: the sorted distinct labels of the training data)."""
+    label_map: dict[str, str] | None = None
+    """Classification: raw label value → label name, applied before `labels` (e.g. {"0": negative})."""
+    preprocess: str | None = None
+    """A named preprocessing step for a known file layout (`trec_coarse`, `trec_fine`); see data/preprocess.py."""
+    column_names: list[str] | None = None
+    """`.csv`/`.tsv` files without a header row: the column names, in order."""
+    format: Literal["txt", "json", "jsonl", "csv", "tsv", "parquet"] | None = None
+    """File type when the suffix does not tell (e.g. `txt` for TREC's `.label` files; None: from the suffix)."""
+    encoding: str = "utf-8"
+    """Text encoding of `.txt`/`.csv`/`.tsv` files (e.g. `latin-1`)."""
     sample_by: Literal["line", "paragraph", "document"] = "paragraph"
     """`.txt` files: one example per line, per blank-line-separated paragraph, or per file."""
     max_documents: int | None = None
@@ -61,22 +77,26 @@ class TokenizerConfig:
 
     path: str = "tokenizers/gpt-builtin"
     """Directory the tokenizer is saved to by `train-tokenizer` and loaded from by `pretrain`."""
-    kind: Literal["byte_bpe"] = "byte_bpe"
-    """Tokenizer model: `byte_bpe` (GPT-2 style byte-level BPE)."""
+    kind: Literal["byte_bpe", "wordpiece"] = "byte_bpe"
+    """`byte_bpe` (GPT-2 style byte-level BPE) or `wordpiece` (BERT: [CLS] [SEP] [MASK] [PAD] [UNK])."""
     vocab_size: int = 4096
     """Target vocabulary size, special tokens included."""
     min_frequency: int = 2
     """Minimum pair frequency for a merge."""
     max_training_documents: int | None = None
     """Train the tokenizer on at most this many documents (None: all)."""
+    lowercase: bool = False
+    """`wordpiece`: lower-case (and strip accents from) the text before tokenizing."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and size of the model built from scratch."""
 
-    arch: Literal["gpt2", "llama"] = "gpt2"
-    """`gpt2` (learned positions, GELU MLP, LayerNorm) or `llama` (rotary, SwiGLU, RMSNorm)."""
+    arch: Literal["gpt2", "llama", "bert"] = "gpt2"
+    """`gpt2` (learned positions, GELU MLP, LayerNorm), `llama` (rotary, SwiGLU, RMSNorm) or `bert` (encoder)."""
+    init_from: str | None = None
+    """Fine-tuning: a run directory or export to start from (None: from scratch, shaped by the fields below)."""
     hidden_size: int = 128
     """Width of the residual stream."""
     num_layers: int = 4
@@ -99,8 +119,14 @@ class ModelConfig:
 class ObjectiveConfig:
     """The training objective, which decides how batches are collated and labelled."""
 
-    name: Literal["clm"] = "clm"
-    """`clm`: next-token prediction."""
+    name: Literal["clm", "mlm", "cls"] = "clm"
+    """`clm`: next-token prediction; `mlm`: masked-token prediction; `cls`: sequence classification."""
+    mlm_probability: float = 0.15
+    """`mlm`: fraction of tokens selected for prediction (80% → [MASK], 10% → random, 10% unchanged)."""
+    whole_word_mask: bool = False
+    """`mlm`: select whole words (all WordPiece pieces of a word) rather than single tokens."""
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    """`cls`: metrics to report: accuracy, f1, f1_macro, precision, recall, matthews_correlation."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +179,10 @@ class TrainConfig:
     """Tracker that accelerate logs to, besides `metrics.jsonl`."""
     dataloader_num_workers: int = 0
     """Background workers per dataloader."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement of `metric_for_best_model`, keeping the best weights."""
+    metric_for_best_model: str = "loss"
+    """Evaluation metric (without the `eval_` prefix) that early stopping watches."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +313,16 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             except ConfigError as err:
                 errors.append(err)
         raise errors[0]
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
+        # YAML reads `1: World` with an int key; raw label values are compared as strings.
+        return {str(k): _coerce(v, typing.get_args(tp)[1], f"{key}.{k}", source) for k, v in value.items()}
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
@@ -336,6 +376,8 @@ def _check_values(cfg: RunConfig) -> None:
             raise ConfigError(f"'optim.{key}' must be in [0, 1), got {getattr(cfg.optim, key)}")
     if not 0.0 <= cfg.data.validation_fraction < 1.0:
         raise ConfigError(f"'data.validation_fraction' must be in [0, 1), got {cfg.data.validation_fraction}")
+    if not 0.0 < cfg.objective.mlm_probability < 1.0:
+        raise ConfigError(f"'objective.mlm_probability' must be in (0, 1), got {cfg.objective.mlm_probability}")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
     if cfg.model.hidden_size % cfg.model.num_heads:

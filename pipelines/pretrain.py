@@ -1,8 +1,7 @@
-"""`pretrain`: tokenizer → data → model → objective → the shared loop → export. Reads like a recipe."""
+"""`pretrain`: tokenizer → packed text → model → objective → the shared run. Reads like a recipe."""
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 
@@ -10,75 +9,67 @@ from transformers import set_seed
 
 from pipelines.config import RunConfig
 from pipelines.data.prepare import prepare_lm_data
+from pipelines.errors import PipelineError
 from pipelines.evaluation.lm import bits_per_byte, evaluate_lm
-from pipelines.models import build_model, model_shape
-from pipelines.objectives import OBJECTIVES, check_compatible
+from pipelines.models import build_model, load_pretrained, model_shape, resolve_export
+from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
 from pipelines.tokenization import load_tokenizer
-from pipelines.training.export import export_final
-from pipelines.training.loop import build_accelerator, train
-from pipelines.training.run_dir import check_output_dir, init_output_dir
+from pipelines.training.run import Task, run_task
 
 
 def pretrain(cfg: RunConfig, overwrite: bool = False) -> dict:
-    """Pretrain a model from scratch; returns the contents of `eval_results.json`."""
-    # Everything that can be wrong with the input is checked before a file is written.
+    """Pretrain a model (from scratch, or on from `model.init_from`); returns `eval_results.json`'s contents."""
+    return run_task(cfg, build_pretrain_task, overwrite)
+
+
+def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
+    """Model, packed data, collators and evaluator for a language-modelling objective."""
     check_compatible(cfg)
-    resume = check_output_dir(cfg, overwrite)
-    tokenizer = load_tokenizer(cfg.tokenizer.path)
-    shape = model_shape(cfg.model, tokenizer, cfg.data.block_size)
     objective = OBJECTIVES.get(cfg.objective.name)
+    if objective.packing is None:
+        raise PipelineError(f"objective '{cfg.objective.name}' trains on labelled examples: use `finetune`")
+    export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None
+    tokenizer = load_tokenizer(export or cfg.tokenizer.path)
+    packing = objective.packing(tokenizer)
+    shape = model_shape(cfg.model, tokenizer, cfg.data.block_size)
 
-    accelerator = build_accelerator(cfg.train, cfg.output_dir, cfg.seed)
-    with accelerator.main_process_first():
-        data = prepare_lm_data(cfg.data, cfg.seed, tokenizer)
+    with accelerator.main_process_first():  # the main process fills the datasets cache; the others read it
+        data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, packing)
     set_seed(cfg.seed)
-    model = build_model(cfg.model, shape)
-    if accelerator.is_main_process:
-        init_output_dir(cfg, overwrite and not resume)
-    accelerator.wait_for_everyone()
+    auto_class = auto_class_for(objective)
+    model = load_pretrained(str(export), auto_class, tokenizer) if export else build_model(cfg.model, shape, auto_class)
 
-    bytes_per_token = data.bytes_per_token.get("validation", 1.0)
+    bytes_per_token = data.bytes_per_token.get("validation", data.bytes_per_token["train"])
     evaluate = partial(
-        _evaluate,
-        accelerator=accelerator,
-        shift=objective.shift_labels,
-        max_batches=cfg.train.eval_max_batches,
-        bytes_per_token=bytes_per_token,
+        _evaluate, accelerator=accelerator, shift=objective.shift_labels, max_batches=cfg.train.eval_max_batches,
+        bytes_per_token=bytes_per_token if objective.scores_all_tokens else None,
+    )  # fmt: skip
+    return Task(
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=data.blocks["train"],
+        eval_dataset=data.blocks.get("validation"),
+        train_collator=objective.build_collator(tokenizer, cfg.objective),
+        eval_collator=objective.build_collator(tokenizer, cfg.objective, eval_seed=cfg.seed),
+        evaluate=evaluate,
+        model_card=partial(_model_card, cfg, auto_class.__name__),
+        results={"bytes_per_token": bytes_per_token, "train_blocks": len(data.blocks["train"])},
     )
-    results = train(
-        cfg,
-        accelerator,
-        model,
-        data.blocks["train"],
-        data.blocks.get("validation"),
-        objective.build_collator(tokenizer),
-        evaluate,
-        resume,
-    )
-    results |= {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "bytes_per_token": bytes_per_token,
-        "train_blocks": len(data.blocks["train"]),
-    }
-    export_final(accelerator, model, tokenizer, cfg.output_dir, _model_card(cfg, results))
-    if accelerator.is_main_process:
-        (Path(cfg.output_dir) / "eval_results.json").write_text(json.dumps(results, indent=2))
-    accelerator.end_training()  # closes trackers and the process group: last
-    return results
 
 
 def _evaluate(model, loader, accelerator, shift, max_batches, bytes_per_token) -> dict:
     metrics = evaluate_lm(model, loader, accelerator, shift_labels=shift, max_batches=max_batches)
-    return metrics | {"bits_per_byte": bits_per_byte(metrics["loss"], bytes_per_token)}
+    if bytes_per_token is not None:  # only when every token is a target (not for masked LM)
+        metrics["bits_per_byte"] = bits_per_byte(metrics["loss"], bytes_per_token)
+    return metrics
 
 
-def _model_card(cfg: RunConfig, results: dict) -> str:
+def _model_card(cfg: RunConfig, auto_class: str, results: dict) -> str:
     source = cfg.data.source if cfg.data.source == "builtin" else f"{cfg.data.source}: `{cfg.data.path}`"
     lines = [
         f"# {Path(cfg.output_dir).name}",
         "",
-        f"A `{cfg.model.arch}` model pretrained from scratch with the `{cfg.objective.name}` objective "
-        "by the `pipelines` package.",
+        f"A `{cfg.model.arch}` model pretrained with the `{cfg.objective.name}` objective by the `pipelines` package.",
         "",
         f"- **Training data:** {source}"
         + (" (Python standard-library documentation)" if cfg.data.source == "builtin" else ""),
@@ -87,9 +78,10 @@ def _model_card(cfg: RunConfig, results: dict) -> str:
         f"- **Training:** {results['step']} steps, {results['tokens_seen']:,} tokens, {results['train_runtime']:.0f} s",
     ]
     if "eval_loss" in results:
-        lines.append(
-            f"- **Validation:** loss {results['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f}, "
-            f"{results['eval_bits_per_byte']:.4f} bits per byte"
-        )
-    lines += ["", "Load it with `AutoModelForCausalLM.from_pretrained(...)` and `AutoTokenizer`.", ""]
+        figures = [f"loss {results['eval_loss']:.4f}", f"perplexity {results['eval_perplexity']:.2f}",
+                   f"token accuracy {results['eval_token_accuracy']:.4f}"]  # fmt: skip
+        if "eval_bits_per_byte" in results:
+            figures.append(f"{results['eval_bits_per_byte']:.4f} bits per byte")
+        lines.append(f"- **Validation:** {', '.join(figures)}")
+    lines += ["", f"Load it with `{auto_class}.from_pretrained(...)` and `AutoTokenizer`.", ""]
     return "\n".join(lines)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from pipelines.config import TokenizerConfig
@@ -19,11 +19,14 @@ TOKENIZER_KINDS = Registry("tokenizer kind")
 
 @dataclass(frozen=True)
 class TokenizerRecipe:
-    """An untrained `tokenizers.Tokenizer`, its trainer, and the special-token roles for transformers."""
+    """An untrained `tokenizers.Tokenizer`, its trainer, and the `transformers` wrapper's arguments."""
 
     tokenizer: Tokenizer
     trainer: trainers.Trainer
-    special_tokens: dict[str, str]
+    wrapper_kwargs: dict
+    """Special-token roles (`eos_token`, ...) and other `PreTrainedTokenizerFast` arguments."""
+    post_processor: Callable[[Tokenizer], processors.PostProcessor] | None = None
+    """Built after training, when the special tokens' ids are known."""
 
 
 @TOKENIZER_KINDS.register("byte_bpe")
@@ -43,6 +46,38 @@ def byte_bpe(cfg: TokenizerConfig) -> TokenizerRecipe:
     return TokenizerRecipe(tokenizer, trainer, roles)
 
 
+@TOKENIZER_KINDS.register("wordpiece")
+def wordpiece(cfg: TokenizerConfig) -> TokenizerRecipe:
+    """BERT WordPiece: `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` with segment ids; `##` marks word pieces."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase, strip_accents=cfg.lowercase or None)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    roles = {
+        "pad_token": "[PAD]",
+        "unk_token": "[UNK]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "mask_token": "[MASK]",
+    }
+    inputs = {"model_input_names": ["input_ids", "token_type_ids", "attention_mask"]}  # segment ids for pairs
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=list(roles.values()),
+        continuing_subword_prefix="##",
+        show_progress=True,
+    )
+
+    def post_processor(trained: Tokenizer) -> processors.PostProcessor:
+        cls, sep = ("[CLS]", trained.token_to_id("[CLS]")), ("[SEP]", trained.token_to_id("[SEP]"))
+        return processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep]
+        )
+
+    return TokenizerRecipe(tokenizer, trainer, roles | inputs, post_processor)
+
+
 def train_tokenizer(cfg: TokenizerConfig, dataset: Dataset, text_column: str) -> PreTrainedTokenizerFast:
     """Train on `dataset[text_column]`, streamed in batches so the corpus is never one list in memory."""
     recipe = TOKENIZER_KINDS.get(cfg.kind)(cfg)
@@ -51,7 +86,9 @@ def train_tokenizer(cfg: TokenizerConfig, dataset: Dataset, text_column: str) ->
     recipe.tokenizer.train_from_iterator(
         _iter_text_batches(dataset, text_column), trainer=recipe.trainer, length=len(dataset)
     )
-    return PreTrainedTokenizerFast(tokenizer_object=recipe.tokenizer, **recipe.special_tokens)
+    if recipe.post_processor is not None:
+        recipe.tokenizer.post_processor = recipe.post_processor(recipe.tokenizer)
+    return PreTrainedTokenizerFast(tokenizer_object=recipe.tokenizer, **recipe.wrapper_kwargs)
 
 
 def _iter_text_batches(dataset: Dataset, text_column: str, batch_size: int = 1000) -> Iterator[list[str]]:
@@ -67,7 +104,4 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
             f"no tokenizer at {path} (expected {path / 'tokenizer.json'}); "
             "train one with `python -m pipelines train-tokenizer --config <same config>`"
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    if tokenizer.eos_token_id is None:
-        raise PipelineError(f"the tokenizer at {path} has no EOS token, which packing needs between documents")
-    return tokenizer
+    return AutoTokenizer.from_pretrained(str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import glob
 import os
 import sys
@@ -12,6 +13,7 @@ from datasets import Dataset, DatasetDict
 
 from pipelines.config import DataConfig
 from pipelines.data.builtin import iter_builtin_documents
+from pipelines.data.preprocess import PREPROCESSORS
 from pipelines.errors import PipelineError
 from pipelines.registry import Registry
 
@@ -23,31 +25,35 @@ FILE_BUILDERS = {
     ".json": ("json", {}),
     ".jsonl": ("json", {}),
     ".csv": ("csv", {}),
-    ".tsv": ("csv", {"sep": "\t"}),
+    ".tsv": ("csv", {"sep": "\t", "quoting": csv.QUOTE_NONE}),  # quotes are text in TSV corpora (SST-2)
     ".parquet": ("parquet", {}),
 }
 
 
-def load_raw_datasets(cfg: DataConfig, seed: int) -> DatasetDict:
-    """Train and validation splits of raw documents, each with the configured text column.
+def load_raw_datasets(cfg: DataConfig, seed: int, columns: dict[str, str] | None = None) -> DatasetDict:
+    """Train and validation splits of raw documents with the required columns.
 
+    `columns` maps config keys to the columns they name (default: the text column); each must exist.
     A validation split is carved deterministically (by `seed`) when the source has none, unless
     `validation_fraction` is 0, in which case the result has no `validation` split.
     """
+    columns = columns or {"data.text_column": cfg.text_column}
     train, validation = SOURCES.get(cfg.source)(cfg)
+    if cfg.preprocess is not None:
+        train, validation = (_preprocess(split, cfg.preprocess) for split in (train, validation))
     for split_name, split in (("train", train), ("validation", validation)):
         if split is None:
             continue
-        if cfg.text_column not in split.column_names:
-            raise PipelineError(
-                f"{split_name} data has no column '{cfg.text_column}' (set data.text_column); "
-                f"columns: {', '.join(split.column_names)}"
-            )
-        if split.features[cfg.text_column].dtype not in ("string", "large_string"):
-            raise PipelineError(
-                f"column '{cfg.text_column}' of the {split_name} data holds "
-                f"{split.features[cfg.text_column].dtype}, not text (set data.text_column)"
-            )
+        for key, column in columns.items():
+            if column not in split.column_names:
+                raise PipelineError(
+                    f"{split_name} data has no column '{column}' (set {key}); columns: {', '.join(split.column_names)}"
+                )
+        for column in {cfg.text_column, cfg.text_pair_column} & set(columns.values()):
+            if split.features[column].dtype not in ("string", "large_string"):
+                raise PipelineError(
+                    f"column '{column}' of the {split_name} data holds {split.features[column].dtype}, not text"
+                )
         if len(split) == 0:
             raise PipelineError(f"the {split_name} data set is empty ({_describe(cfg)})")
     if validation is None and cfg.validation_fraction > 0:
@@ -67,6 +73,12 @@ def load_raw_datasets(cfg: DataConfig, seed: int) -> DatasetDict:
         train = train.select(range(min(cfg.max_documents, len(train))))
     splits = {"train": train} | ({"validation": validation} if validation is not None else {})
     return DatasetDict(splits)
+
+
+def _preprocess(split: Dataset | None, name: str) -> Dataset | None:
+    if split is None:
+        return None
+    return split.map(PREPROCESSORS.get(name), batched=True, remove_columns=split.column_names, desc=name)
 
 
 def _describe(cfg: DataConfig) -> str:
@@ -96,12 +108,19 @@ def load_hub(cfg: DataConfig) -> tuple[Dataset, Dataset | None]:
     return train, validation
 
 
-def resolve_files(path: str) -> list[str]:
-    """Expand a file, directory (recursively) or glob into a sorted list of readable data files."""
+def resolve_files(path: str, file_format: str | None = None) -> tuple[list[str], str]:
+    """Expand a file, directory (recursively) or glob into sorted readable data files, and their type.
+
+    The type is `file_format` when given, else each file's suffix; all files must share one type.
+    """
+
+    def suffix_of(f) -> str:
+        return f".{file_format}" if file_format else Path(f).suffix
+
     if any(ch in path for ch in "*?["):
         files = sorted(glob.glob(path, recursive=True))
     elif Path(path).is_dir():
-        files = sorted(str(p) for p in Path(path).rglob("*") if p.suffix in FILE_BUILDERS)
+        files = sorted(str(p) for p in Path(path).rglob("*") if suffix_of(p) in FILE_BUILDERS)
     elif Path(path).exists():
         files = [path]
     else:
@@ -110,20 +129,26 @@ def resolve_files(path: str) -> list[str]:
     if not files:
         raise PipelineError(f"no data files match {path} (supported: {', '.join(FILE_BUILDERS)})")
     for f in files:
-        if Path(f).suffix not in FILE_BUILDERS:
-            raise PipelineError(f"unsupported data file type: {f} (supported: {', '.join(FILE_BUILDERS)})")
+        if suffix_of(f) not in FILE_BUILDERS:
+            raise PipelineError(
+                f"unsupported data file type: {f} (supported: {', '.join(FILE_BUILDERS)}; or set data.format)"
+            )
         if not os.access(f, os.R_OK):
             raise PipelineError(f"data file is not readable: {f}")
-    if len({FILE_BUILDERS[Path(f).suffix][0] for f in files}) > 1:
+    if len({FILE_BUILDERS[suffix_of(f)][0] for f in files}) > 1:
         raise PipelineError(f"{path} mixes file types; use one type per split")
-    return files
+    return files, suffix_of(files[0])
 
 
 def _load_file_split(path: str, cfg: DataConfig) -> Dataset:
-    files = resolve_files(path)
-    builder, kwargs = FILE_BUILDERS[Path(files[0]).suffix]
+    files, suffix = resolve_files(path, cfg.format)
+    builder, kwargs = FILE_BUILDERS[suffix]
     if builder == "text":
-        kwargs = {**kwargs, "sample_by": cfg.sample_by}
+        kwargs = {**kwargs, "sample_by": cfg.sample_by, "encoding": cfg.encoding}
+    elif builder == "csv":
+        kwargs = {**kwargs, "encoding": cfg.encoding}
+        if cfg.column_names:
+            kwargs["column_names"] = cfg.column_names
     try:
         dataset = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
     except Exception as err:  # datasets raises many types for malformed files

@@ -5,16 +5,15 @@ from __future__ import annotations
 from itertools import chain
 
 
-def tokenize_documents(batch: dict[str, list], tokenizer, text_column: str) -> dict[str, list]:
-    """Token ids of each document followed by EOS, plus its UTF-8 byte count.
+def tokenize_documents(batch: dict[str, list], tokenizer, text_column: str, separator_id: int) -> dict[str, list]:
+    """Token ids of each document followed by the separator (EOS or [SEP]), plus its UTF-8 byte count.
 
-    `num_bytes` counts one extra byte per document for the separator that EOS stands for, so that
-    bits per byte = total NLL / (ln 2 · total bytes) charges the EOS prediction to real text.
+    `num_bytes` counts one extra byte per document for the separator, so that bits per byte =
+    total NLL / (ln 2 · total bytes) charges the separator's prediction to real text.
     """
     texts = batch[text_column]
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    input_ids = [ids + [eos] for ids in encoded]
+    input_ids = [ids + [separator_id] for ids in encoded]
     return {
         "input_ids": input_ids,
         "num_tokens": [len(ids) for ids in input_ids],
@@ -22,11 +21,49 @@ def tokenize_documents(batch: dict[str, list], tokenizer, text_column: str) -> d
     }
 
 
-def pack_blocks(batch: dict[str, list], block_size: int) -> dict[str, list]:
-    """Concatenate the batch's token ids and cut them into blocks of `block_size`.
+def pack_blocks(
+    batch: dict[str, list], block_size: int, prefix: tuple[int, ...] = (), suffix: tuple[int, ...] = ()
+) -> dict[str, list]:
+    """Concatenate the batch's token ids and cut them into blocks of `block_size`, each `prefix + … + suffix`.
 
     Every token is kept: the tail shorter than a block becomes a final short block, which the
     collator pads (its padding is masked out of the loss).
     """
     stream = list(chain.from_iterable(batch["input_ids"]))
-    return {"input_ids": [stream[i : i + block_size] for i in range(0, len(stream), block_size)]}
+    step = block_size - len(prefix) - len(suffix)
+    return {"input_ids": [[*prefix, *stream[i : i + step], *suffix] for i in range(0, len(stream), step)]}
+
+
+def encode_classification(
+    batch: dict[str, list],
+    tokenizer,
+    text_column: str,
+    pair_column: str | None,
+    label_column: str,
+    label_ids: dict[str, int],
+    label_map: dict[str, str] | None,
+    max_length: int,
+) -> dict[str, list]:
+    """Tokenize sentences (or pairs), truncated to `max_length`, and turn raw labels into ids.
+
+    A tokenizer that adds no special tokens itself (byte-level BPE for GPT) gets EOS after each
+    sentence, so a causal classifier always reads its decision off the same kind of final token.
+    """
+    texts = batch[text_column]
+    pairs = batch[pair_column] if pair_column else None
+    if tokenizer("")["input_ids"]:  # BERT-style: the tokenizer adds [CLS]/[SEP] and segment ids
+        encoded = dict(tokenizer(texts, pairs, truncation=True, max_length=max_length))
+    else:
+        eos = [tokenizer.eos_token_id]
+        first = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        second = tokenizer(pairs, add_special_tokens=False)["input_ids"] if pairs else [[] for _ in texts]
+        ids = [(a + eos + (b + eos if pairs else []))[:max_length] for a, b in zip(first, second, strict=True)]
+        ids = [seq if seq[-1] == eos[0] else seq[:-1] + eos for seq in ids]  # truncation keeps the final EOS
+        encoded = {"input_ids": ids, "attention_mask": [[1] * len(seq) for seq in ids]}
+    encoded["labels"] = [label_ids[name] for name in label_names(batch[label_column], label_map)]
+    return encoded
+
+
+def label_names(values: list, label_map: dict[str, str] | None) -> list[str]:
+    """Raw label values (ints or strings) as label names, through `label_map` when given."""
+    return [label_map.get(str(v), str(v)) if label_map else str(v) for v in values]

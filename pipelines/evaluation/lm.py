@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def evaluate_lm(model, loader, accelerator, shift_labels: bool, max_batches: int | None = None) -> dict[str, float]:
-    """Mean NLL per predicted token (nats), perplexity, and the number of tokens scored.
+    """Mean NLL per predicted token (nats), perplexity, token accuracy (argmax = target), tokens scored.
 
     Per-example sums are gathered with `gather_for_metrics`, which drops the samples accelerate
     duplicates to even out the last batch, so the figure does not depend on the process count.
@@ -19,6 +19,7 @@ def evaluate_lm(model, loader, accelerator, shift_labels: bool, max_batches: int
     model.eval()
     total_nll = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     total_tokens = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    total_correct = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
@@ -27,13 +28,22 @@ def evaluate_lm(model, loader, accelerator, shift_labels: bool, max_batches: int
         if shift_labels:
             logits, labels = logits[:, :-1], labels[:, 1:]
         nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (B, T)
-        per_example = torch.stack([nll.sum(dim=1), (labels != -100).sum(dim=1).to(nll.dtype)], dim=1)  # (B, 2)
-        gathered = accelerator.gather_for_metrics(per_example)
-        total_nll += gathered[:, 0].sum().double()
-        total_tokens += gathered[:, 1].sum().double()
+        scored = labels != -100
+        correct = (logits.argmax(dim=-1) == labels) & scored
+        per_example = torch.stack([nll.sum(dim=1), scored.sum(dim=1), correct.sum(dim=1)], dim=1)  # (B, 3)
+        gathered = accelerator.gather_for_metrics(per_example.double()).sum(dim=0)
+        total_nll += gathered[0]
+        total_tokens += gathered[1]
+        total_correct += gathered[2]
     model.train(was_training)
     loss = (total_nll / total_tokens.clamp(min=1)).item()
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": int(total_tokens.item())}
+    accuracy = (total_correct / total_tokens.clamp(min=1)).item()
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 50.0)),
+        "token_accuracy": accuracy,
+        "tokens": int(total_tokens.item()),
+    }
 
 
 def bits_per_byte(loss: float, bytes_per_token: float) -> float:

@@ -1,15 +1,18 @@
-"""Load an exported run and generate text, streaming tokens as they are produced."""
+"""Load an exported run and generate: continuations from causal LMs (streamed), top-k fills from masked LMs."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer, set_seed
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TextStreamer, pipeline, set_seed
 
 from pipelines.errors import PipelineError
+from pipelines.models import resolve_export
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,8 @@ class GenerationSettings:
 
     max_new_tokens: int = 100
     temperature: float = 0.8
-    top_k: int | None = 50
+    top_k: int | None = None
+    """Sampling: keep the k likeliest tokens (None: 50). Fill-mask: candidates shown (None: 5)."""
     top_p: float | None = None
     repetition_penalty: float | None = None
     num_return_sequences: int = 1
@@ -30,21 +34,43 @@ class GenerationSettings:
         kwargs = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": self.num_return_sequences}
         if self.greedy:
             return kwargs | {"do_sample": False, "top_k": None, "top_p": None, "temperature": None}
-        kwargs |= {"do_sample": True, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+        top_k = 50 if self.top_k is None else self.top_k
+        kwargs |= {"do_sample": True, "temperature": self.temperature, "top_k": top_k, "top_p": self.top_p}
         if self.repetition_penalty is not None:
             kwargs["repetition_penalty"] = self.repetition_penalty
         return kwargs
 
 
-def resolve_export(path: str | Path) -> Path:
-    """Accept a run directory (uses its `final/`) or an export directory itself."""
-    path = Path(path)
-    for candidate in (path / "final", path):
-        if (candidate / "config.json").is_file():
-            return candidate
-    if not path.exists():
-        raise PipelineError(f"no such directory: {path}")
-    raise PipelineError(f"{path} holds no exported model (no config.json in it or in {path / 'final'})")
+def load_generator(path: str | Path) -> Callable[[str, GenerationSettings], None]:
+    """A function that prints the model's answer to a prompt, chosen by the export's head."""
+    export = resolve_export(path)
+    architectures = AutoConfig.from_pretrained(str(export)).architectures or []
+    if any(a.endswith("ForMaskedLM") for a in architectures):
+        return partial(_print_fills, pipeline("fill-mask", model=str(export)))
+    if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures):
+        return partial(_print_continuations, *load_for_generation(export))
+    raise PipelineError(f"{export} holds a {', '.join(architectures)}, which does not generate text")
+
+
+def _print_continuations(model, tokenizer, prompt: str, settings: GenerationSettings) -> None:
+    texts = generate(model, tokenizer, prompt, settings, stream=True)
+    if settings.num_return_sequences == 1:
+        print(flush=True)  # the streamer already printed the text
+        return
+    for i, text in enumerate(texts, 1):
+        print(f"--- [{i}/{len(texts)}]\n{text}", flush=True)
+
+
+def _print_fills(fill_mask, prompt: str, settings: GenerationSettings) -> None:
+    mask = fill_mask.tokenizer.mask_token
+    if mask not in prompt:
+        raise PipelineError(f"a fill-mask prompt needs the mask token {mask}, e.g. 'the {mask} sat on the mat'")
+    candidates = fill_mask(prompt, top_k=settings.top_k or 5)
+    if prompt.count(mask) > 1:  # one list per mask: show each position's candidates
+        candidates = [c for position in candidates for c in position]
+    print(prompt)
+    for candidate in candidates:
+        print(f"  {candidate['score']:.4f}  {candidate['token_str']:<15} {candidate['sequence']}")
 
 
 def load_for_generation(path: str | Path):

@@ -1,9 +1,14 @@
-"""Model builders, looked up by `model.arch`."""
+"""Model builders, looked up by `model.arch`: each entry turns a `ModelConfig` into a `transformers` config.
+
+The head comes from the objective's Auto class (causal LM, masked LM, sequence classification), so
+one architecture entry serves pretraining and fine-tuning, and every export loads with that Auto class.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipelines.config import ModelConfig
 from pipelines.errors import PipelineError
@@ -26,7 +31,7 @@ class ModelSpec:
     """A registry entry: the family decides which objectives can train it."""
 
     family: str
-    build: Callable[[ModelConfig, ModelShape], object]
+    build_config: Callable[[ModelConfig, ModelShape], object]
 
 
 MODELS = Registry("model architecture")
@@ -50,9 +55,43 @@ def model_shape(cfg: ModelConfig, tokenizer, block_size: int) -> ModelShape:
     )
 
 
-def build_model(cfg: ModelConfig, shape: ModelShape):
-    """A freshly initialised model of architecture `cfg.arch`."""
-    return MODELS.get(cfg.arch).build(cfg, shape)
+def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_updates):
+    """A freshly initialised model of architecture `cfg.arch` with the head of `auto_class`."""
+    config = MODELS.get(cfg.arch).build_config(cfg, shape)
+    config.update(config_updates)
+    return auto_class.from_config(config)
+
+
+def load_pretrained(path: str, auto_class, tokenizer, **config_updates):
+    """A model initialised from an export (or hub name) with the head of `auto_class`.
+
+    Refuses an export whose architecture has no such head, or whose vocabulary the tokenizer overflows.
+    """
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"cannot load a model from {path}: {str(err).splitlines()[0]}") from None
+    if type(config) not in auto_class._model_mapping:
+        raise PipelineError(f"{path} holds a '{config.model_type}' model, which has no {auto_class.__name__} head")
+    if len(tokenizer) > config.vocab_size:
+        raise PipelineError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model at {path} has only {config.vocab_size} "
+            "embeddings; use the tokenizer the model was trained with"
+        )
+    return auto_class.from_pretrained(path, **config_updates)
+
+
+def resolve_export(path: str | Path) -> Path:
+    """Accept a run directory (uses its `final/`) or an export directory itself."""
+    path = Path(path)
+    for candidate in (path / "final", path):
+        if (candidate / "config.json").is_file():
+            return candidate
+    if not path.exists():
+        raise PipelineError(f"no such directory: {path}")
+    raise PipelineError(f"{path} holds no exported model (no config.json in it or in {path / 'final'})")
 
 
 # Registration happens on import of the modules that define builders.

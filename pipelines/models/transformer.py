@@ -1,8 +1,8 @@
-"""Transformer families built from `transformers` configs, so exports load with the Auto classes."""
+"""Transformer families as `transformers` configs, so exports load with the Auto classes."""
 
 from __future__ import annotations
 
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import BertConfig, GPT2Config, LlamaConfig
 
 from pipelines.config import ModelConfig
 from pipelines.models import MODELS, ModelShape, ModelSpec
@@ -12,9 +12,9 @@ def _special_ids(shape: ModelShape) -> dict[str, int | None]:
     return {"bos_token_id": shape.bos_token_id, "eos_token_id": shape.eos_token_id, "pad_token_id": shape.pad_token_id}
 
 
-def build_gpt2(cfg: ModelConfig, shape: ModelShape) -> GPT2LMHeadModel:
+def gpt2_config(cfg: ModelConfig, shape: ModelShape) -> GPT2Config:
     """GPT-2: learned positions, pre-LayerNorm blocks, GELU MLP."""
-    config = GPT2Config(
+    return GPT2Config(
         vocab_size=shape.vocab_size,
         n_positions=shape.max_positions,
         n_embd=cfg.hidden_size,
@@ -27,14 +27,13 @@ def build_gpt2(cfg: ModelConfig, shape: ModelShape) -> GPT2LMHeadModel:
         tie_word_embeddings=cfg.tie_word_embeddings,
         **_special_ids(shape),
     )
-    return GPT2LMHeadModel(config)
 
 
-def build_llama(cfg: ModelConfig, shape: ModelShape) -> LlamaForCausalLM:
+def llama_config(cfg: ModelConfig, shape: ModelShape) -> LlamaConfig:
     """Llama: rotary positions, RMSNorm, SwiGLU MLP, no biases."""
     # SwiGLU has three matrices, so 8/3·d keeps the parameter count of a 4·d GELU MLP.
     intermediate = cfg.intermediate_size or 64 * -(-(8 * cfg.hidden_size // 3) // 64)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=shape.vocab_size,
         hidden_size=cfg.hidden_size,
         intermediate_size=intermediate,
@@ -46,8 +45,25 @@ def build_llama(cfg: ModelConfig, shape: ModelShape) -> LlamaForCausalLM:
         tie_word_embeddings=cfg.tie_word_embeddings,
         **_special_ids(shape),
     )
-    return LlamaForCausalLM(config)
 
 
-MODELS.register("gpt2", ModelSpec(family="causal", build=build_gpt2))
-MODELS.register("llama", ModelSpec(family="causal", build=build_llama))
+def bert_config(cfg: ModelConfig, shape: ModelShape) -> BertConfig:
+    """BERT: bidirectional post-LayerNorm encoder with learned positions and two segment types."""
+    return BertConfig(
+        vocab_size=shape.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size or 4 * cfg.hidden_size,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
+        max_position_embeddings=shape.max_positions,
+        type_vocab_size=2,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        pad_token_id=shape.pad_token_id,
+    )
+
+
+MODELS.register("gpt2", ModelSpec(family="causal", build_config=gpt2_config))
+MODELS.register("llama", ModelSpec(family="causal", build_config=llama_config))
+MODELS.register("bert", ModelSpec(family="masked", build_config=bert_config))

@@ -1,4 +1,4 @@
-"""Objectives: how a batch is collated and labelled, and which model families each one can train."""
+"""Objectives: how a batch is collated and labelled, which head trains, and which model families it serves."""
 
 from __future__ import annotations
 
@@ -11,16 +11,42 @@ from pipelines.registry import Registry
 
 
 @dataclass(frozen=True)
+class Packing:
+    """How documents become fixed-length blocks: a separator after each document, tokens around each block."""
+
+    separator_id: int
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Objective:
-    """A registry entry: the collator factory, the families it serves, and how labels align with logits."""
+    """A registry entry.
+
+    `build_collator(tokenizer, cfg, eval_seed)` makes the batch function; with `eval_seed` set, any
+    randomness (e.g. masking) is a function of the batch, so every evaluation scores the same targets.
+    """
 
     families: tuple[str, ...]
+    auto_class: str
+    """Name of the `transformers` Auto class whose head this objective trains (e.g. AutoModelForCausalLM)."""
     build_collator: Callable
-    shift_labels: bool
+    shift_labels: bool = False
     """True when position t predicts label t+1 (causal LM); the evaluator must shift likewise."""
+    scores_all_tokens: bool = False
+    """True when every token is a target, so loss converts to bits per byte."""
+    packing: Callable | None = None
+    """`packing(tokenizer) -> Packing` for objectives trained on packed text; None for labelled examples."""
 
 
 OBJECTIVES = Registry("objective")
+
+
+def auto_class_for(objective: Objective):
+    """The `transformers` Auto class the objective trains."""
+    import transformers
+
+    return getattr(transformers, objective.auto_class)
 
 
 def check_compatible(cfg: RunConfig) -> None:
@@ -29,11 +55,11 @@ def check_compatible(cfg: RunConfig) -> None:
 
     objective = OBJECTIVES.get(cfg.objective.name)
     family = MODELS.get(cfg.model.arch).family
-    if family not in objective.families:
+    if cfg.model.init_from is None and family not in objective.families:
         raise PipelineError(
             f"objective '{cfg.objective.name}' cannot train model.arch '{cfg.model.arch}' ({family} family); "
             f"it serves: {', '.join(objective.families)}"
         )
 
 
-from pipelines.objectives import clm  # noqa: E402, F401
+from pipelines.objectives import classification, clm, mlm  # noqa: E402, F401

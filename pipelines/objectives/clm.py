@@ -6,7 +6,19 @@ from dataclasses import dataclass
 
 import torch
 
-from pipelines.objectives import OBJECTIVES, Objective
+from pipelines.errors import PipelineError
+from pipelines.objectives import OBJECTIVES, Objective, Packing
+
+
+def pad_blocks(examples: list[dict], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad `input_ids` lists into (B, T) ids and attention mask."""
+    lengths = [len(e["input_ids"]) for e in examples]
+    input_ids = torch.full((len(examples), max(lengths)), pad_token_id, dtype=torch.long)  # (B, T)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, (example, length) in enumerate(zip(examples, lengths, strict=True)):
+        input_ids[row, :length] = torch.as_tensor(example["input_ids"])
+        attention_mask[row, :length] = 1
+    return input_ids, attention_mask
 
 
 @dataclass(frozen=True)
@@ -19,21 +31,32 @@ class CausalLMCollator:
     pad_token_id: int
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        lengths = [len(e["input_ids"]) for e in examples]
-        longest = max(lengths)
-        input_ids = torch.full((len(examples), longest), self.pad_token_id, dtype=torch.long)  # (B, T)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, (example, length) in enumerate(zip(examples, lengths, strict=True)):
-            input_ids[row, :length] = torch.as_tensor(example["input_ids"])
-            attention_mask[row, :length] = 1
+        input_ids, attention_mask = pad_blocks(examples, self.pad_token_id)
         labels = input_ids.masked_fill(attention_mask == 0, -100)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def build_clm_collator(tokenizer) -> CausalLMCollator:
+def build_clm_collator(tokenizer, cfg=None, eval_seed: int | None = None) -> CausalLMCollator:
     """A CLM collator that pads with the tokenizer's pad token (EOS if it has none)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return CausalLMCollator(pad_token_id=pad)
 
 
-OBJECTIVES.register("clm", Objective(families=("causal",), build_collator=build_clm_collator, shift_labels=True))
+def clm_packing(tokenizer) -> Packing:
+    """EOS after every document; blocks are plain slices of the stream."""
+    if tokenizer.eos_token_id is None:
+        raise PipelineError("the tokenizer has no EOS token, which causal LM packing needs between documents")
+    return Packing(separator_id=tokenizer.eos_token_id)
+
+
+OBJECTIVES.register(
+    "clm",
+    Objective(
+        families=("causal",),
+        auto_class="AutoModelForCausalLM",
+        build_collator=build_clm_collator,
+        shift_labels=True,
+        scores_all_tokens=True,
+        packing=clm_packing,
+    ),
+)

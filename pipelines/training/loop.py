@@ -102,11 +102,16 @@ def train(
     model: torch.nn.Module,
     train_dataset,
     eval_dataset,
-    collator: Callable,
+    train_collator: Callable,
+    eval_collator: Callable,
     evaluate: EvaluateFn,
     resume: bool,
 ) -> dict:
-    """Train for `cfg.train.max_steps` optimizer steps; returns the final evaluation and run statistics."""
+    """Train for `cfg.train.max_steps` optimizer steps; returns the final evaluation and run statistics.
+
+    With `train.early_stopping_patience`, training stops once the watched metric has not improved for
+    that many evaluations, and the best weights seen are restored before returning.
+    """
     tcfg, out = cfg.train, Path(cfg.output_dir)
     optimizer = build_optimizer(model, cfg.optim)
     # A prepared scheduler steps once per process per optimizer step, hence the factor.
@@ -121,12 +126,12 @@ def train(
         batch_size=tcfg.per_device_train_batch_size,
         shuffle=True,
         drop_last=True,
-        collate_fn=collator,
+        collate_fn=train_collator,
         num_workers=tcfg.dataloader_num_workers,
     )
     eval_loader = None
     if eval_dataset is not None:
-        eval_loader = DataLoader(eval_dataset, batch_size=tcfg.per_device_eval_batch_size, collate_fn=collator)
+        eval_loader = DataLoader(eval_dataset, batch_size=tcfg.per_device_eval_batch_size, collate_fn=eval_collator)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if eval_loader is not None:
         eval_loader = accelerator.prepare(eval_loader)
@@ -146,6 +151,7 @@ def train(
         accelerator.init_trackers("tensorboard", config=_flat_hparams(cfg))
 
     step, tokens_seen = state["step"], state["tokens_seen"]
+    stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.metric_for_best_model, state.get("early_stopping"))
     last_eval: dict[str, float] = {}
     running_loss, running_count = torch.zeros((), device=accelerator.device), 0
     bar = tqdm(total=tcfg.max_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
@@ -154,7 +160,7 @@ def train(
     window_tokens = tokens_seen
 
     def checkpoint() -> Path:
-        state.update(step=step, tokens_seen=tokens_seen, train_runtime=runtime())
+        state.update(step=step, tokens_seen=tokens_seen, train_runtime=runtime(), early_stopping=stopper.state())
         return save_checkpoint(accelerator, out / "checkpoints", step, state, keep=tcfg.save_total_limit)
 
     def runtime() -> float:
@@ -207,6 +213,7 @@ def train(
             if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == tcfg.max_steps):
                 last_eval = evaluate(model, eval_loader)
                 metrics.write({"step": step, **{f"eval_{k}": v for k, v in last_eval.items()}, "elapsed": runtime()})
+                stopper.update(step, last_eval, accelerator.unwrap_model(model))
 
             stop_now = _any_process(accelerator, stop[0])
             if step % tcfg.save_steps == 0 or (stop_now and step < tcfg.max_steps):
@@ -217,7 +224,15 @@ def train(
                         f"interrupted at step {step}; checkpoint saved to {path}. Run the same command to resume."
                     )
             window_start += time.perf_counter() - paused
+            if stopper.should_stop:
+                logger.info(f"early stopping at step {step}: best {stopper.describe()}", main_process_only=True)
+                break
     bar.close()
+    if stopper.best_weights is not None:
+        accelerator.unwrap_model(model).load_state_dict(stopper.best_weights)
+        last_eval = stopper.best_eval
+    if eval_loader is not None and not last_eval:  # resumed at max_steps, e.g. after a crash during export
+        last_eval = evaluate(model, eval_loader)
     runtime_total = runtime()
     return {
         "step": step,
@@ -226,6 +241,51 @@ def train(
         "train_tokens_per_second": tokens_seen / max(runtime_total, 1e-9),
         **{f"eval_{k}": v for k, v in last_eval.items()},
     }
+
+
+class EarlyStopping:
+    """Watch one evaluation metric; count evaluations without improvement; keep the best weights in memory.
+
+    Lower is better for loss-like metrics (`loss`, `perplexity`, `bits_per_byte`), higher for the rest.
+    """
+
+    LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")
+
+    def __init__(self, patience: int | None, metric: str, saved: dict | None = None):
+        self.patience, self.metric = patience, metric
+        self.sign = -1.0 if metric in self.LOWER_IS_BETTER else 1.0
+        saved = saved or {}
+        self.best, self.best_step, self.bad = saved.get("best"), saved.get("best_step"), saved.get("bad", 0)
+        self.best_weights, self.best_eval = None, {}
+
+    def update(self, step: int, metrics: dict, model) -> None:
+        """Record an evaluation; keep a CPU copy of the weights when it is the best so far."""
+        if self.patience is None:
+            return
+        if self.metric not in metrics:
+            raise PipelineError(
+                f"train.metric_for_best_model is '{self.metric}', but evaluation reports: {', '.join(metrics)}"
+            )
+        value = self.sign * metrics[self.metric]
+        if self.best is None or value > self.best:
+            self.best, self.best_step, self.bad = value, step, 0
+            self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.best_eval = dict(metrics)
+        else:
+            self.bad += 1
+
+    @property
+    def should_stop(self) -> bool:
+        """True once `patience` evaluations in a row brought no improvement."""
+        return self.patience is not None and self.bad >= self.patience
+
+    def state(self) -> dict:
+        """What a checkpoint keeps so a resumed run counts on (weights come from the checkpoint itself)."""
+        return {"best": self.best, "best_step": self.best_step, "bad": self.bad}
+
+    def describe(self) -> str:
+        """The best value and the step it came from."""
+        return f"{self.metric}={self.sign * self.best:.4f} at step {self.best_step}"
 
 
 def _batches(accelerator: Accelerator, loader: DataLoader, start_micro_batch: int) -> Iterator[dict]:

@@ -1,0 +1,44 @@
+"""`evaluate`: score an exported run on a data set it was not trained on, with its own run kind's evaluator."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from pipelines.config import RunConfig
+from pipelines.finetune import build_finetune_task
+from pipelines.models import resolve_export
+from pipelines.objectives import OBJECTIVES
+from pipelines.pretrain import build_pretrain_task
+from pipelines.training.loop import build_accelerator
+
+
+def evaluate_export(cfg: RunConfig, run: str | Path, data_path: str | None = None) -> dict:
+    """Metrics of the export in `run` on `data_path` (all of it), or on the config's validation split."""
+    export = resolve_export(run)
+    data = cfg.data
+    if data_path is not None:  # the file is both splits: nothing is carved off, every example is scored
+        data = dataclasses.replace(data, source="files", path=data_path, validation_path=data_path)
+    if OBJECTIVES.get(cfg.objective.name).packing is None and data.labels is None:
+        config = json.loads((export / "config.json").read_text())
+        labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+        data = dataclasses.replace(data, labels=labels)  # the classifier's own label order
+    cfg = dataclasses.replace(
+        cfg,
+        data=data,
+        model=dataclasses.replace(cfg.model, init_from=str(export)),
+        train=dataclasses.replace(cfg.train, eval_max_batches=None, report_to="none", mixed_precision=None),
+    )
+    accelerator = build_accelerator(cfg.train, cfg.output_dir, cfg.seed)
+    build = build_finetune_task if OBJECTIVES.get(cfg.objective.name).packing is None else build_pretrain_task
+    task = build(cfg, accelerator)
+    loader = DataLoader(
+        task.eval_dataset, batch_size=cfg.train.per_device_eval_batch_size, collate_fn=task.eval_collator
+    )
+    model, loader = accelerator.prepare(task.model, loader)
+    metrics = task.evaluate(model, loader)
+    accelerator.end_training()
+    return {"export": str(export), "data": data.path or data.source, **metrics}

@@ -1,0 +1,86 @@
+"""`finetune`: an exported model (or a fresh one) → a sequence classifier, through the shared run."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from transformers import set_seed
+
+from pipelines.config import RunConfig
+from pipelines.data.prepare import prepare_classification_data
+from pipelines.errors import PipelineError
+from pipelines.evaluation.classification import evaluate_classification, load_metrics
+from pipelines.models import build_model, load_pretrained, model_shape, resolve_export
+from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
+from pipelines.tokenization import load_tokenizer
+from pipelines.training.run import Task, run_task
+
+
+def finetune(cfg: RunConfig, overwrite: bool = False) -> dict:
+    """Fine-tune a classifier; returns `eval_results.json`'s contents."""
+    return run_task(cfg, build_finetune_task, overwrite)
+
+
+def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
+    """Classifier, encoded examples, padding collator and metric evaluator."""
+    check_compatible(cfg)
+    objective = OBJECTIVES.get(cfg.objective.name)
+    if objective.packing is not None:
+        raise PipelineError(f"objective '{cfg.objective.name}' is a pretraining objective: use `pretrain`")
+    export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None
+    tokenizer = load_tokenizer(export or cfg.tokenizer.path)
+    if tokenizer.pad_token_id is None:
+        raise PipelineError("the tokenizer has no pad token, which batching sentences of different lengths needs")
+    metrics = load_metrics(cfg.objective.metrics)
+
+    with accelerator.main_process_first():
+        data = prepare_classification_data(cfg.data, cfg.seed, tokenizer)
+    if "validation" not in data.examples:
+        raise PipelineError("fine-tuning needs validation data: give data.validation_path or a validation_fraction")
+    labels = {"num_labels": len(data.labels), "id2label": dict(enumerate(data.labels)),
+              "label2id": {name: i for i, name in enumerate(data.labels)}}  # fmt: skip
+    set_seed(cfg.seed)
+    auto_class = auto_class_for(objective)
+    if export:
+        model = load_pretrained(str(export), auto_class, tokenizer, **labels)
+    else:
+        model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class, **labels)
+    if getattr(model.config, "pad_token_id", None) is None:  # causal classifiers find the last token by padding
+        model.config.pad_token_id = tokenizer.pad_token_id
+    collator = objective.build_collator(tokenizer, cfg.objective)
+    return Task(
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=data.examples["train"],
+        eval_dataset=data.examples["validation"],
+        train_collator=collator,
+        eval_collator=collator,
+        evaluate=partial(
+            evaluate_classification, accelerator=accelerator, metrics=metrics, num_labels=len(data.labels)
+        ),
+        model_card=partial(_model_card, cfg, data.labels),
+        results={"labels": data.labels, "train_examples": len(data.examples["train"])},
+    )
+
+
+def _model_card(cfg: RunConfig, labels: list[str], results: dict) -> str:
+    start = f"fine-tuned from `{cfg.model.init_from}`" if cfg.model.init_from else "trained from scratch"
+    figures = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in results.items()
+                        if k.startswith("eval_") and isinstance(v, float))  # fmt: skip
+    return "\n".join([
+        f"# {Path(cfg.output_dir).name}",
+        "",
+        f"A sequence classifier {start} by the `pipelines` package.",
+        "",
+        f"- **Data:** `{cfg.data.path}` (text: `{cfg.data.text_column}`"
+        + (f", pair: `{cfg.data.text_pair_column}`" if cfg.data.text_pair_column else "")
+        + f", label: `{cfg.data.label_column}`)",
+        f"- **Labels:** {', '.join(labels)}",
+        f"- **Size:** {results['parameters']:,} parameters; {results['step']} steps, {results['train_runtime']:.0f} s",
+        f"- **Validation:** {figures}",
+        "",
+        "Load it with `AutoModelForSequenceClassification.from_pretrained(...)`",
+        'or `pipeline("text-classification", model=...)`.',
+        "",
+    ])  # fmt: skip
