@@ -13,7 +13,7 @@ from pipelines.errors import PipelineError
 from pipelines.evaluation.classification import evaluate_classification, load_metrics
 from pipelines.models import build_model, load_pretrained, model_shape, resolve_export
 from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
-from pipelines.tokenization import load_tokenizer
+from pipelines.tokenization import append_eos_to_sequences, load_tokenizer
 from pipelines.training.run import Task, run_task
 
 
@@ -29,7 +29,7 @@ def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
     if objective.packing is not None:
         raise PipelineError(f"objective '{cfg.objective.name}' is a pretraining objective: use `pretrain`")
     export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None
-    tokenizer = load_tokenizer(export or cfg.tokenizer.path)
+    tokenizer = append_eos_to_sequences(load_tokenizer(export or cfg.tokenizer.path))
     if tokenizer.pad_token_id is None:
         raise PipelineError("the tokenizer has no pad token, which batching sentences of different lengths needs")
     metrics = load_metrics(cfg.objective.metrics)

@@ -30,14 +30,15 @@ def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
         raise PipelineError(f"objective '{cfg.objective.name}' trains on labelled examples: use `finetune`")
     export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None
     tokenizer = load_tokenizer(export or cfg.tokenizer.path)
-    packing = objective.packing(tokenizer)
-    shape = model_shape(cfg.model, tokenizer, cfg.data.block_size)
-
-    with accelerator.main_process_first():  # the main process fills the datasets cache; the others read it
-        data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, packing)
     set_seed(cfg.seed)
     auto_class = auto_class_for(objective)
-    model = load_pretrained(str(export), auto_class, tokenizer) if export else build_model(cfg.model, shape, auto_class)
+    if export:
+        model = load_pretrained(str(export), auto_class, tokenizer)
+    else:
+        model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class)
+    packing = objective.packing(tokenizer)
+    with accelerator.main_process_first():  # the main process fills the datasets cache; the others read it
+        data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, packing)
 
     bytes_per_token = data.bytes_per_token.get("validation", data.bytes_per_token["train"])
     evaluate = partial(

@@ -96,6 +96,22 @@ def _iter_text_batches(dataset: Dataset, text_column: str, batch_size: int = 100
         yield batch[text_column]
 
 
+def append_eos_to_sequences(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    """Make a tokenizer that adds no special tokens end every sentence with EOS (`A <eos>`, `A <eos> B <eos>`).
+
+    A causal classifier reads its decision off the last token; with EOS there it is always the same kind
+    of token, and because the rule lives in the saved tokenizer, `pipeline("text-classification")`
+    encodes exactly as training did. Tokenizers that already add special tokens are returned unchanged.
+    """
+    if tokenizer("")["input_ids"]:
+        return tokenizer
+    eos = (tokenizer.eos_token, tokenizer.eos_token_id)
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos[0]}", pair=f"$A {eos[0]} $B {eos[0]}", special_tokens=[eos]
+    )
+    return tokenizer
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     """Load a trained tokenizer directory, with a clear error if it is missing or incomplete."""
     path = Path(path)

@@ -31,7 +31,7 @@ from pipelines.cli import run_train_tokenizer  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.data.prepare import prepare_lm_data  # noqa: E402
 from pipelines.models import build_model, model_shape  # noqa: E402
-from pipelines.objectives import OBJECTIVES  # noqa: E402
+from pipelines.objectives import OBJECTIVES, auto_class_for  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
 from pipelines.tokenization import load_tokenizer  # noqa: E402
 from pipelines.training.loop import build_optimizer  # noqa: E402
@@ -67,11 +67,12 @@ def split_file(text_file: Path, work: Path) -> tuple[Path, Path]:
 
 def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
     """Tokens/s of plain PyTorch: same model, optimizer, clipping and batches; nothing else."""
+    objective = OBJECTIVES.get(cfg.objective.name)
     set_seed(cfg.seed)
-    model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size))
+    model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class_for(objective))
     model.train()
     optimizer = build_optimizer(model, cfg.optim)
-    collator = OBJECTIVES.get(cfg.objective.name).build_collator(tokenizer)
+    collator = objective.build_collator(tokenizer, cfg.objective)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(blocks, batch_size=cfg.train.per_device_train_batch_size, shuffle=True,
                         drop_last=True, collate_fn=collator, generator=generator)  # fmt: skip
@@ -116,7 +117,7 @@ def main() -> None:
     if not (work / "tokenizer" / "tokenizer.json").exists():
         run_train_tokenizer(cfg)
     tokenizer = load_tokenizer(cfg.tokenizer.path)
-    data = prepare_lm_data(cfg.data, cfg.seed, tokenizer)
+    data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, OBJECTIVES.get(cfg.objective.name).packing(tokenizer))
 
     # Calibrate: steps/s of the bare loop, discounted for evaluation and checkpoint time.
     calib = bare_loop(cfg, tokenizer, data.blocks["train"], steps=15, warmup=3)

@@ -44,22 +44,10 @@ def encode_classification(
     label_map: dict[str, str] | None,
     max_length: int,
 ) -> dict[str, list]:
-    """Tokenize sentences (or pairs), truncated to `max_length`, and turn raw labels into ids.
-
-    A tokenizer that adds no special tokens itself (byte-level BPE for GPT) gets EOS after each
-    sentence, so a causal classifier always reads its decision off the same kind of final token.
-    """
-    texts = batch[text_column]
+    """Tokenize sentences (or pairs) with the tokenizer's own special tokens, truncated to `max_length`,
+    and turn raw labels into ids."""
     pairs = batch[pair_column] if pair_column else None
-    if tokenizer("")["input_ids"]:  # BERT-style: the tokenizer adds [CLS]/[SEP] and segment ids
-        encoded = dict(tokenizer(texts, pairs, truncation=True, max_length=max_length))
-    else:
-        eos = [tokenizer.eos_token_id]
-        first = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        second = tokenizer(pairs, add_special_tokens=False)["input_ids"] if pairs else [[] for _ in texts]
-        ids = [(a + eos + (b + eos if pairs else []))[:max_length] for a, b in zip(first, second, strict=True)]
-        ids = [seq if seq[-1] == eos[0] else seq[:-1] + eos for seq in ids]  # truncation keeps the final EOS
-        encoded = {"input_ids": ids, "attention_mask": [[1] * len(seq) for seq in ids]}
+    encoded = dict(tokenizer(batch[text_column], pairs, truncation=True, max_length=max_length))
     encoded["labels"] = [label_ids[name] for name in label_names(batch[label_column], label_map)]
     return encoded
 
