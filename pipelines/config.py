@@ -365,6 +365,7 @@ def _check_values(cfg: RunConfig) -> None:
         "train.eval_max_batches": cfg.train.eval_max_batches,
         "model.intermediate_size": cfg.model.intermediate_size,
         "tokenizer.max_training_documents": cfg.tokenizer.max_training_documents,
+        "train.early_stopping_patience": cfg.train.early_stopping_patience,
     }
     for key, value in positive.items():
         if value is not None and not (math.isfinite(value) and value > 0):

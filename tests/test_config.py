@@ -227,6 +227,8 @@ def test_config_error_is_pipeline_error():
         (["data.source=files"], r"'data\.path' is required when 'data\.source' is 'files'"),
         (["data.source=hub"], r"'data\.path' is required when 'data\.source' is 'hub'"),
         (["model.max_position_embeddings=64", "data.block_size=128"], r"'model\.max_position_embeddings' \(64\)"),
+        (["objective.mlm_probability=0"], r"'objective\.mlm_probability' must be in \(0, 1\), got 0"),
+        (["objective.mlm_probability=1"], r"'objective\.mlm_probability' must be in \(0, 1\)"),
     ],
 )
 def test_range_checks(overrides, pattern):
@@ -263,6 +265,37 @@ def test_range_check_boundaries_accepted():
 )
 def test_range_checks_on_optional_and_bounded_fields(override):
     with pytest.raises(ConfigError):
+        load_config(overrides=[override])
+
+
+def test_classification_fields_parse():
+    # YAML reads `0: negative` with int keys; raw label values are compared as strings
+    cfg = parse_config(
+        {
+            "data": {"label_map": {0: "negative", 1: "positive"}, "labels": ["negative", "positive"]},
+            "objective": {"name": "cls", "metrics": ["accuracy", "f1_macro"]},
+            "tokenizer": {"kind": "wordpiece", "lowercase": True},
+            "model": {"arch": "bert"},
+        }
+    )
+    assert cfg.data.label_map == {"0": "negative", "1": "positive"}
+    assert cfg.data.labels == ["negative", "positive"]
+    assert cfg.objective.metrics == ["accuracy", "f1_macro"]
+    assert (cfg.tokenizer.kind, cfg.tokenizer.lowercase, cfg.model.arch) == ("wordpiece", True, "bert")
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("data.label_map=[a, b]", r"'data\.label_map' must be a mapping"),
+        ("data.label_map={0: 1}", r"'data\.label_map\.0' must be str, got 1"),
+        ("data.labels=negative", r"'data\.labels' must be a list"),
+        ("data.format=xml", r"'data\.format' is 'xml'; valid choices: .*'txt'"),
+        ("objective.name=seq2seq", r"'objective\.name' is 'seq2seq'; valid choices: 'clm', 'mlm', 'cls'"),
+    ],
+)
+def test_classification_fields_reject_bad_values(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
         load_config(overrides=[override])
 
 

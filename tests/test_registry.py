@@ -61,8 +61,8 @@ def test_double_registration_via_decorator_raises():
 
 
 def test_builtin_registries_contents():
-    assert {"gpt2", "llama"} <= set(MODELS.names())
-    assert "clm" in OBJECTIVES
+    assert {"gpt2", "llama", "bert"} <= set(MODELS.names())
+    assert {"clm", "mlm", "cls"} <= set(OBJECTIVES.names())
     with pytest.raises(PipelineError, match=r"unknown model architecture 'rnn'; known: .*gpt2.*llama"):
         MODELS.get("rnn")
 
@@ -70,11 +70,28 @@ def test_builtin_registries_contents():
 def test_check_compatible_default_config():
     check_compatible(load_config())  # must not raise
     check_compatible(load_config(overrides=["model.arch=llama"]))
+    check_compatible(load_config(overrides=["model.arch=bert", "objective.name=mlm"]))
+    check_compatible(load_config(overrides=["model.arch=bert", "objective.name=cls"]))
+    check_compatible(load_config(overrides=["model.arch=gpt2", "objective.name=cls"]))
+
+
+@pytest.mark.parametrize(("arch", "objective", "family"), [("bert", "clm", "masked"), ("gpt2", "mlm", "causal")])
+def test_check_compatible_rejects_real_mismatches(arch, objective, family):
+    cfg = load_config(overrides=[f"model.arch={arch}", f"objective.name={objective}"])
+    with pytest.raises(PipelineError, match=rf"objective '{objective}' cannot train model\.arch '{arch}' \({family}"):
+        check_compatible(cfg)
+
+
+def test_check_compatible_allows_any_pairing_when_fine_tuning():
+    # the family comes from the export being loaded, not from model.arch
+    check_compatible(load_config(overrides=["model.arch=bert", "objective.name=clm", "model.init_from=runs/x"]))
 
 
 def test_check_compatible_rejects_wrong_family(monkeypatch):
     clm = OBJECTIVES.get("clm")
-    fake = Objective(families=("seq2seq",), build_collator=clm.build_collator, shift_labels=True)
+    fake = Objective(
+        families=("seq2seq",), auto_class=clm.auto_class, build_collator=clm.build_collator, shift_labels=True
+    )
     monkeypatch.setitem(OBJECTIVES._entries, "clm", fake)
     with pytest.raises(PipelineError, match=r"objective 'clm' cannot train model\.arch 'gpt2' \(causal family\)"):
         check_compatible(load_config())

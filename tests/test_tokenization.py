@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 
 from pipelines.config import TokenizerConfig
 from pipelines.errors import PipelineError
+from pipelines.objectives.clm import clm_packing
 from pipelines.tokenization import load_tokenizer, train_tokenizer
 
 SUBJECTS = ["The cat", "A dog", "My friend", "The teacher", "Our neighbour"]
@@ -114,13 +115,18 @@ def test_load_tokenizer_missing_dir(tmp_path):
 
 
 def test_load_tokenizer_without_eos(tokenizer, tmp_path):
+    # loading no longer requires EOS (masked LMs have none); causal LM packing refuses it instead
     tokenizer.save_pretrained(str(tmp_path))
     config_path = tmp_path / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     config.pop("eos_token", None)
     config_path.write_text(json.dumps(config))
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.eos_token_id is None
+    assert loaded("hello world")["input_ids"] == tokenizer("hello world")["input_ids"]
     with pytest.raises(PipelineError, match="no EOS token"):
-        load_tokenizer(tmp_path)
+        clm_packing(loaded)
+    assert clm_packing(tokenizer).separator_id == tokenizer.eos_token_id
 
 
 def test_max_training_documents(corpus):
@@ -137,5 +143,5 @@ def test_max_training_documents(corpus):
 
 
 def test_unknown_kind(corpus):
-    with pytest.raises(PipelineError, match=r"unknown tokenizer kind 'wordpiece'; known: byte_bpe"):
-        train_tokenizer(TokenizerConfig(kind="wordpiece"), corpus, "text")  # type: ignore[arg-type]
+    with pytest.raises(PipelineError, match=r"unknown tokenizer kind 'unigram'; known: byte_bpe, wordpiece"):
+        train_tokenizer(TokenizerConfig(kind="unigram"), corpus, "text")  # type: ignore[arg-type]

@@ -22,6 +22,8 @@ class LMData:
 
 def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
     """Load, tokenize (a separator after each document) and pack every split into `block_size` blocks."""
+    if cfg.block_size <= len(packing.prefix) + len(packing.suffix):
+        raise PipelineError(f"data.block_size ({cfg.block_size}) leaves no room between the block's special tokens")
     raw = load_raw_datasets(cfg, seed)
     tokenized = raw.map(
         tokenize_documents,

@@ -57,7 +57,8 @@ class MaskedLMCollator:
         starts = maskable & ~self.continuation[input_ids]  # first piece of each word
         word_ids = starts.long().cumsum(dim=1)  # (B, T): pieces share their word's id; 0 = before any start
         chosen = torch.zeros(input_ids.shape[0], input_ids.shape[1] + 1, dtype=torch.bool)
-        chosen.scatter_(1, word_ids, starts & (chance < self.probability))
+        # Only a word's first piece writes its word's draw; every other position writes to the unused column 0.
+        chosen.scatter_(1, word_ids.masked_fill(~starts, 0), starts & (chance < self.probability))
         chosen[:, 0] = False  # continuation pieces cut off from their word's start at the block edge
         return chosen.gather(1, word_ids) & maskable
 

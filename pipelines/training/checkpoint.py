@@ -11,6 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 STATE_FILE = "trainer_state.json"
 
 
@@ -22,8 +24,11 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(accelerator, root: Path, step: int, state: dict, keep: int) -> Path:
-    """Save model, optimizer, scheduler, RNG and sampler state plus `state` (step, tokens, ...)."""
+def save_checkpoint(accelerator, root: Path, step: int, state: dict, keep: int, extra: dict | None = None) -> Path:
+    """Save model, optimizer, scheduler, RNG and sampler state plus `state` (step, tokens, ...).
+
+    `extra` maps file names to objects saved beside them with `torch.save` (e.g. the best weights so far).
+    """
     final = root / f"step-{step:08d}"
     tmp = root / f"{final.name}.tmp"
     if accelerator.is_main_process:
@@ -33,6 +38,8 @@ def save_checkpoint(accelerator, root: Path, step: int, state: dict, keep: int) 
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for name, obj in (extra or {}).items():
+            torch.save(obj, tmp / name)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -44,7 +51,8 @@ def save_checkpoint(accelerator, root: Path, step: int, state: dict, keep: int) 
     return final
 
 
-def load_checkpoint(accelerator, path: Path) -> dict:
-    """Restore everything `save_checkpoint` saved; returns the trainer state dict."""
+def load_checkpoint(accelerator, path: Path) -> tuple[dict, dict]:
+    """Restore everything `save_checkpoint` saved; returns the trainer state and the `extra` objects."""
     accelerator.load_state(str(path))
-    return json.loads((path / STATE_FILE).read_text())
+    extra = {p.name: torch.load(p, weights_only=True) for p in path.glob("*.extra.pt")}
+    return json.loads((path / STATE_FILE).read_text()), extra

@@ -143,8 +143,9 @@ def train(
 
     state = {"step": 0, "tokens_seen": 0, "train_runtime": 0.0}
     checkpoints = list_checkpoints(out / "checkpoints") if resume else []
+    extra = {}
     if checkpoints:
-        state = load_checkpoint(accelerator, checkpoints[-1])
+        state, extra = load_checkpoint(accelerator, checkpoints[-1])
         logger.info(f"resuming from {checkpoints[-1]} (step {state['step']})", main_process_only=True)
     metrics = MetricsLog(accelerator, out / "metrics.jsonl", resume_step=state["step"])
     if tcfg.report_to != "none":
@@ -152,6 +153,7 @@ def train(
 
     step, tokens_seen = state["step"], state["tokens_seen"]
     stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.metric_for_best_model, state.get("early_stopping"))
+    stopper.best_weights = extra.get(EarlyStopping.WEIGHTS_FILE)
     last_eval: dict[str, float] = {}
     running_loss, running_count = torch.zeros((), device=accelerator.device), 0
     bar = tqdm(total=tcfg.max_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
@@ -161,7 +163,8 @@ def train(
 
     def checkpoint() -> Path:
         state.update(step=step, tokens_seen=tokens_seen, train_runtime=runtime(), early_stopping=stopper.state())
-        return save_checkpoint(accelerator, out / "checkpoints", step, state, keep=tcfg.save_total_limit)
+        best = {EarlyStopping.WEIGHTS_FILE: stopper.best_weights} if stopper.best_weights is not None else {}
+        return save_checkpoint(accelerator, out / "checkpoints", step, state, keep=tcfg.save_total_limit, extra=best)
 
     def runtime() -> float:
         return runtime_before + time.perf_counter() - start
@@ -250,13 +253,15 @@ class EarlyStopping:
     """
 
     LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")
+    WEIGHTS_FILE = "best_weights.extra.pt"
+    """Checkpoint file that carries the best weights, so a resumed run can still restore them."""
 
     def __init__(self, patience: int | None, metric: str, saved: dict | None = None):
         self.patience, self.metric = patience, metric
         self.sign = -1.0 if metric in self.LOWER_IS_BETTER else 1.0
         saved = saved or {}
         self.best, self.best_step, self.bad = saved.get("best"), saved.get("best_step"), saved.get("bad", 0)
-        self.best_weights, self.best_eval = None, {}
+        self.best_weights, self.best_eval = None, saved.get("best_eval", {})
 
     def update(self, step: int, metrics: dict, model) -> None:
         """Record an evaluation; keep a CPU copy of the weights when it is the best so far."""
@@ -281,7 +286,7 @@ class EarlyStopping:
 
     def state(self) -> dict:
         """What a checkpoint keeps so a resumed run counts on (weights come from the checkpoint itself)."""
-        return {"best": self.best, "best_step": self.best_step, "bad": self.bad}
+        return {"best": self.best, "best_step": self.best_step, "bad": self.bad, "best_eval": self.best_eval}
 
     def describe(self) -> str:
         """The best value and the step it came from."""

@@ -116,8 +116,32 @@ def test_glob(tmp_path):
 def test_resolve_files_orders_and_filters(tmp_path):
     _write(tmp_path / "b.csv", "text\nx\n")
     _write(tmp_path / "a.csv", "text\ny\n")
-    assert resolve_files(str(tmp_path)) == [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
-    assert resolve_files(str(tmp_path / "a.csv")) == [str(tmp_path / "a.csv")]
+    assert resolve_files(str(tmp_path)) == ([str(tmp_path / "a.csv"), str(tmp_path / "b.csv")], ".csv")
+    assert resolve_files(str(tmp_path / "a.csv")) == ([str(tmp_path / "a.csv")], ".csv")
+
+
+def test_resolve_files_format_overrides_the_suffix(tmp_path):
+    label = _write(tmp_path / "d" / "train_5500.label", "DESC:manner How ?\n")
+    with pytest.raises(PipelineError, match=r"unsupported data file type: .*train_5500\.label.*set data\.format"):
+        resolve_files(str(label))
+    assert resolve_files(str(label), "txt") == ([str(label)], ".txt")
+    assert resolve_files(str(tmp_path / "d"), "txt") == ([str(label)], ".txt")
+
+
+def test_txt_format_and_encoding(tmp_path):
+    path = tmp_path / "questions.label"
+    path.write_bytes("caf\u00e9 one\nna\u00efve two\n".encode("latin-1"))
+    raw = load_raw_datasets(_files_cfg(path, format="txt", encoding="latin-1", sample_by="line"), seed=0)
+    assert raw["train"]["text"] == ["caf\u00e9 one", "na\u00efve two"]
+
+
+def test_required_columns_are_checked_by_config_key(tmp_path):
+    path = _write_jsonl(tmp_path / "a.jsonl", [{"text": "x", "label": 1}])
+    columns = {"data.text_column": "text", "data.label_column": "target"}
+    with pytest.raises(PipelineError, match=r"no column 'target' \(set data\.label_column\); columns: text, label"):
+        load_raw_datasets(_files_cfg(path), seed=0, columns=columns)
+    raw = load_raw_datasets(_files_cfg(path), seed=0, columns={"data.label_column": "label"})
+    assert raw["train"]["label"] == [1]  # non-text columns are fine when they are not text columns
 
 
 # --------------------------------------------------------------------------- splits and filtering

@@ -76,6 +76,7 @@ def test_uniform_loss_is_log_vocab(accelerator):
     assert result["loss"] == pytest.approx(math.log(vocab), rel=1e-6)
     assert result["perplexity"] == pytest.approx(vocab, rel=1e-5)
     assert result["tokens"] == 3 * (4 - 1)  # T-1 predicted tokens per row
+    assert set(result) == {"loss", "perplexity", "token_accuracy", "tokens"}
     assert model.calls and all(call == {"input_ids", "attention_mask"} for call in model.calls)  # no labels passed
 
 
@@ -99,6 +100,8 @@ def test_loss_is_token_weighted_and_shifted(accelerator):
     assert result["tokens"] == len(scored)
     assert result["loss"] == pytest.approx(expected, rel=1e-6)
     assert result["perplexity"] == pytest.approx(math.exp(expected), rel=1e-6)
+    # the argmax is always token 3: right for the three scored 3s only
+    assert result["token_accuracy"] == pytest.approx(3 / 6)
 
 
 def test_logits_at_t_score_label_at_t_plus_1(accelerator):
@@ -109,10 +112,12 @@ def test_logits_at_t_score_label_at_t_plus_1(accelerator):
     result = evaluate_lm(model, [batch], accelerator, shift_labels=True)
     assert result["tokens"] == 4 + 3
     assert result["loss"] == pytest.approx(-math.log(0.9), rel=1e-5)
+    assert result["token_accuracy"] == 1.0
     # without the shift, every scored label is a miss
     result = evaluate_lm(model, [_batch(rows)], accelerator, shift_labels=False)
     assert result["tokens"] == 5 + 4
     assert result["loss"] == pytest.approx(-math.log(0.1 / 4), rel=1e-5)
+    assert result["token_accuracy"] == 0.0
 
 
 def test_no_shift_scores_every_position(accelerator):
@@ -123,6 +128,7 @@ def test_no_shift_scores_every_position(accelerator):
     scored = [label for row in rows for label in row if label != -100]
     assert result["tokens"] == 7
     assert result["loss"] == pytest.approx(sum(-math.log(probs[t]) for t in scored) / 7, rel=1e-6)
+    assert result["token_accuracy"] == pytest.approx(2 / 7)  # the two scored 3s
 
 
 def test_max_batches(accelerator):
@@ -131,6 +137,15 @@ def test_max_batches(accelerator):
     result = evaluate_lm(model, loader, accelerator, shift_labels=True, max_batches=2)
     assert result["tokens"] == 2 * 2
     assert len(model.calls) == 2
+
+
+def test_token_accuracy_ignores_padding(accelerator):
+    # argmax is token 1; row 0 scores 1, 1, (pad, pad); row 1 scores 0, 1, 1, 0
+    model = FixedDistributionLM([0.2, 0.8])
+    rows = [[0, 1, 1, -100, -100], [1, 0, 1, 1, 0]]
+    result = evaluate_lm(model, [_batch(rows)], accelerator, shift_labels=True)
+    assert result["tokens"] == 2 + 4
+    assert result["token_accuracy"] == pytest.approx(4 / 6)
 
 
 def test_restores_training_mode(accelerator):
@@ -146,3 +161,4 @@ def test_restores_training_mode(accelerator):
 def test_empty_loader(accelerator):
     result = evaluate_lm(FixedDistributionLM([0.5, 0.5]), [], accelerator, shift_labels=True)
     assert result["tokens"] == 0
+    assert result["token_accuracy"] == 0.0

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from pipelines.config import ConfigError, ModelConfig, load_config
 from pipelines.errors import PipelineError
@@ -60,7 +61,7 @@ def test_num_heads_must_divide_hidden_size():
 def test_unknown_arch_in_build():
     shape = model_shape(ModelConfig(), FakeTokenizer(64), 8)
     with pytest.raises(PipelineError, match=r"unknown model architecture 'rnn'"):
-        build_model(ModelConfig(arch="rnn"), shape)  # type: ignore[arg-type]
+        build_model(ModelConfig(arch="rnn"), shape, AutoModelForCausalLM)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- builders
@@ -71,7 +72,7 @@ def tiny_model(request):
     torch.manual_seed(0)
     cfg = _tiny(request.param)
     shape = model_shape(cfg, FakeTokenizer(100, bos=0, eos=0, pad=1), block_size=16)
-    return request.param, build_model(cfg, shape), shape
+    return request.param, build_model(cfg, shape, AutoModelForCausalLM), shape
 
 
 def test_tiny_model_forward(tiny_model):
@@ -120,21 +121,22 @@ def test_tiny_model_config(tiny_model):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_untied_embeddings(arch):
     cfg = _tiny(arch, tie_word_embeddings=False)
-    model = build_model(cfg, model_shape(cfg, FakeTokenizer(64), 8))
+    model = build_model(cfg, model_shape(cfg, FakeTokenizer(64), 8), AutoModelForCausalLM)
     assert model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
 
 
 def test_dropout_reaches_the_model_config():
-    gpt2 = build_model(_tiny("gpt2", dropout=0.3), model_shape(ModelConfig(), FakeTokenizer(64), 8)).config
+    shape = model_shape(ModelConfig(), FakeTokenizer(64), 8)
+    gpt2 = build_model(_tiny("gpt2", dropout=0.3), shape, AutoModelForCausalLM).config
     assert (gpt2.resid_pdrop, gpt2.embd_pdrop, gpt2.attn_pdrop) == (0.3, 0.3, 0.3)
-    llama = build_model(_tiny("llama", dropout=0.3), model_shape(ModelConfig(), FakeTokenizer(64), 8)).config
+    llama = build_model(_tiny("llama", dropout=0.3), shape, AutoModelForCausalLM).config
     assert llama.attention_dropout == 0.3
 
 
 def test_explicit_intermediate_size():
     for arch in ("gpt2", "llama"):
         cfg = _tiny(arch, intermediate_size=48)
-        model = build_model(cfg, model_shape(cfg, FakeTokenizer(64), 8))
+        model = build_model(cfg, model_shape(cfg, FakeTokenizer(64), 8), AutoModelForCausalLM)
         sizes = {p.shape for n, p in model.named_parameters() if "mlp" in n}
         assert any(48 in s for s in sizes), (arch, sizes)
 
@@ -142,3 +144,40 @@ def test_explicit_intermediate_size():
 def test_registry_families():
     assert MODELS.get("gpt2").family == "causal"
     assert MODELS.get("llama").family == "causal"
+    assert MODELS.get("bert").family == "masked"
+
+
+def test_bert_masked_lm():
+    torch.manual_seed(0)
+    cfg = _tiny("bert", dropout=0.2)
+    shape = model_shape(cfg, FakeTokenizer(100, bos=None, eos=None, pad=0), block_size=16)
+    model = build_model(cfg, shape, AutoModelForMaskedLM)
+    config = model.config
+    assert config.model_type == "bert"
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (32, 2, 2)
+    assert (config.intermediate_size, config.max_position_embeddings, config.type_vocab_size) == (128, 16, 2)
+    assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.2, 0.2)
+    assert config.pad_token_id == 0
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    model.eval()
+    input_ids = torch.randint(1, 100, (2, 10))
+    labels = torch.full_like(input_ids, -100)
+    labels[:, 3] = input_ids[:, 3]
+    with torch.no_grad():
+        out = model(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids), labels=labels)
+    assert out.logits.shape == (2, 10, 128)
+    # the loss scores only the labelled positions, without shifting
+    expected = F.cross_entropy(out.logits[:, 3], input_ids[:, 3])
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
+def test_config_updates_choose_the_classification_head(arch):
+    cfg = _tiny(arch)
+    shape = model_shape(cfg, FakeTokenizer(100, bos=0, eos=0, pad=1), block_size=16)
+    model = build_model(cfg, shape, AutoModelForSequenceClassification, num_labels=3)
+    assert model.config.num_labels == 3
+    model.eval()
+    with torch.no_grad():
+        out = model(input_ids=torch.randint(2, 100, (4, 6)), attention_mask=torch.ones(4, 6, dtype=torch.long))
+    assert out.logits.shape == (4, 3)

@@ -6,9 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import transformers
 
-from pipelines.objectives import OBJECTIVES
-from pipelines.objectives.clm import CausalLMCollator, build_clm_collator
+from pipelines.config import ObjectiveConfig
+from pipelines.errors import PipelineError
+from pipelines.objectives import OBJECTIVES, Packing, auto_class_for
+from pipelines.objectives.clm import CausalLMCollator, build_clm_collator, clm_packing
 
 PAD = 99
 
@@ -60,13 +63,31 @@ def test_does_not_mutate_examples():
 
 @pytest.mark.parametrize(("pad", "eos", "expected"), [(7, 3, 7), (None, 3, 3), (0, 3, 0)])
 def test_build_collator_pad_choice(pad, eos, expected):
-    collator = build_clm_collator(SimpleNamespace(pad_token_id=pad, eos_token_id=eos))
+    collator = build_clm_collator(SimpleNamespace(pad_token_id=pad, eos_token_id=eos), ObjectiveConfig())
     assert collator.pad_token_id == expected
+
+
+def test_eval_seed_changes_nothing():
+    # causal LM has no randomness: the evaluation collator equals the training one
+    tok = SimpleNamespace(pad_token_id=0, eos_token_id=1)
+    examples = [{"input_ids": [3, 4, 5]}, {"input_ids": [6]}]
+    train = build_clm_collator(tok, ObjectiveConfig())(examples)
+    evaluation = build_clm_collator(tok, ObjectiveConfig(), eval_seed=7)(examples)
+    assert all(torch.equal(train[k], evaluation[k]) for k in train)
+
+
+def test_clm_packing_separates_documents_with_eos():
+    assert clm_packing(SimpleNamespace(eos_token_id=3)) == Packing(separator_id=3, prefix=(), suffix=())
+    with pytest.raises(PipelineError, match="no EOS token"):
+        clm_packing(SimpleNamespace(eos_token_id=None))
 
 
 def test_clm_registered_with_shift():
     objective = OBJECTIVES.get("clm")
     assert objective.shift_labels is True
     assert objective.families == ("causal",)
-    collator = objective.build_collator(SimpleNamespace(pad_token_id=5, eos_token_id=1))
+    assert objective.scores_all_tokens is True
+    assert objective.packing is clm_packing
+    assert auto_class_for(objective) is transformers.AutoModelForCausalLM
+    collator = objective.build_collator(SimpleNamespace(pad_token_id=5, eos_token_id=1), ObjectiveConfig())
     assert collator([{"input_ids": [1]}, {"input_ids": [2, 3]}])["input_ids"].tolist() == [[1, 5], [2, 3]]
