@@ -149,6 +149,8 @@ class OptimConfig:
     """Linear warmup, in optimizer steps."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (0: no clipping)."""
+    fused: bool | None = None
+    """Fused AdamW kernel (None: on when a GPU is available)."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,15 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     """Micro-batches per optimizer step."""
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None
-    """Autocast mode (None: whatever `accelerate launch` / `accelerate config` says)."""
+    """Autocast mode (None: whatever `accelerate launch` / `accelerate config` says); fp16 uses loss scaling."""
+    mixed_precision_fallback: bool = False
+    """When the device cannot do the requested mode (e.g. bf16 on an old GPU): fall back to fp32 instead of failing."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
+    torch_compile: bool = False
+    """Compile the model with `torch.compile` (inductor) through accelerate."""
+    peak_flops: float | None = None
+    """Per-device peak FLOP/s for MFU (None: known GPUs' bf16/fp16 peak; otherwise MFU is not reported)."""
     logging_steps: int = 10
     """Log training loss every N optimizer steps."""
     eval_steps: int = 100

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,7 @@ from transformers import get_scheduler
 from pipelines.config import OptimConfig, RunConfig, TrainConfig
 from pipelines.errors import PipelineError, TrainingInterrupted
 from pipelines.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from pipelines.training.throughput import flops_per_token, peak_flops, peak_memory_gb
 
 logger = get_logger(__name__)
 
@@ -34,10 +37,29 @@ EvaluateFn = Callable[[torch.nn.Module, DataLoader], dict[str, float]]
 
 def build_accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
     """An Accelerator whose data order is a pure function of (seed, epoch), so resume is exact."""
+    check_devices()
+    try:
+        return _accelerator(cfg, output_dir, seed)
+    except ImportError as err:  # e.g. a DeepSpeed launcher config without deepspeed installed
+        raise PipelineError(f"the launcher config needs a library that is not installed: {err}") from None
+
+
+def check_devices() -> None:
+    """Refuse more processes per machine than GPUs before they collide on one device."""
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if torch.cuda.is_available() and per_machine > torch.cuda.device_count():
+        raise PipelineError(
+            f"{per_machine} processes per machine but only {torch.cuda.device_count()} GPU(s); "
+            "lower num_processes in the launcher config"
+        )
+
+
+def _accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
     return Accelerator(
         # Without any accelerator, `accelerate launch --multi_gpu` processes must use gloo on CPU.
         cpu=not torch.accelerator.is_available(),
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=_supported_precision(cfg),
+        dynamo_backend="inductor" if cfg.torch_compile else None,
         # Sync strictly every k micro-batches, also across epoch ends, so step k·n ↔ micro-batch n·k.
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=False
@@ -48,6 +70,26 @@ def build_accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerat
     )
 
 
+def _supported_precision(cfg: TrainConfig) -> str | None:
+    """The requested autocast mode, or "no" (with `mixed_precision_fallback`) where the device lacks bf16."""
+    if cfg.mixed_precision != "bf16":
+        return cfg.mixed_precision
+    if torch.cuda.is_available():
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = not torch.accelerator.is_available() and torch.backends.mkldnn.is_available()
+    if supported:
+        return "bf16"
+    if cfg.mixed_precision_fallback:
+        # Runs before the Accelerator exists, so accelerate's logger is not usable yet.
+        warnings.warn("bf16 is not supported on this device; training in fp32", stacklevel=2)
+        return "no"
+    raise PipelineError(
+        "train.mixed_precision is bf16 but this device cannot do it; use fp16 or no, "
+        "or set train.mixed_precision_fallback=true to fall back to fp32"
+    )
+
+
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only; biases, norms and 1-d gains are not decayed."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -55,7 +97,9 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+    fused = torch.cuda.is_available() if cfg.fused is None else cfg.fused
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon, fused=fused)
 
 
 class MetricsLog:
@@ -113,6 +157,10 @@ def train(
     that many evaluations, and the best weights seen are restored before returning.
     """
     tcfg, out = cfg.train, Path(cfg.output_dir)
+    if tcfg.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise PipelineError(f"{type(model).__name__} does not support train.gradient_checkpointing")
+        model.gradient_checkpointing_enable()
     optimizer = build_optimizer(model, cfg.optim)
     # A prepared scheduler steps once per process per optimizer step, hence the factor.
     scheduler = get_scheduler(
@@ -160,6 +208,8 @@ def train(
     start = window_start = time.perf_counter()
     runtime_before = state["train_runtime"]  # wall time of earlier sessions of this run
     window_tokens = tokens_seen
+    device_peak = peak_flops(accelerator.device, accelerator.mixed_precision, tcfg.peak_flops)
+    token_flops = None  # set from the first batch's sequence length
 
     def checkpoint() -> Path:
         state.update(step=step, tokens_seen=tokens_seen, train_runtime=runtime(), early_stopping=stopper.state())
@@ -185,6 +235,8 @@ def train(
             running_loss += loss.detach()
             running_count += 1
             tokens_seen += batch["input_ids"].numel() * accelerator.num_processes
+            if token_flops is None:
+                token_flops = flops_per_token(accelerator.unwrap_model(model), batch["input_ids"].shape[1])
             if not accelerator.sync_gradients:
                 continue
             step += 1
@@ -198,16 +250,19 @@ def train(
                 window_start, window_tokens = now, tokens_seen
                 running_loss.zero_()
                 running_count = 0
-                metrics.write(
-                    {
-                        "step": step,
-                        "loss": train_loss,
-                        "learning_rate": scheduler.get_last_lr()[0],
-                        "tokens_seen": tokens_seen,
-                        "tokens_per_second": tokens_per_second,
-                        "elapsed": runtime(),
-                    }
-                )
+                per_device = tokens_per_second / accelerator.num_processes
+                record = {
+                    "step": step,
+                    "loss": train_loss,
+                    "learning_rate": scheduler.get_last_lr()[0],
+                    "tokens_seen": tokens_seen,
+                    "tokens_per_second": tokens_per_second,
+                    "tokens_per_second_per_device": per_device,
+                    "elapsed": runtime(),
+                }
+                if device_peak:
+                    record["mfu"] = token_flops * per_device / device_peak
+                metrics.write(record)
                 bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_second:,.0f}")
                 if not math.isfinite(train_loss):
                     raise PipelineError(f"training loss became {train_loss} at step {step}; lower optim.learning_rate")
@@ -237,13 +292,21 @@ def train(
     if eval_loader is not None and not last_eval:  # resumed at max_steps, e.g. after a crash during export
         last_eval = evaluate(model, eval_loader)
     runtime_total = runtime()
-    return {
+    per_device = tokens_seen / max(runtime_total, 1e-9) / accelerator.num_processes
+    results = {
         "step": step,
         "tokens_seen": tokens_seen,
         "train_runtime": runtime_total,
-        "train_tokens_per_second": tokens_seen / max(runtime_total, 1e-9),
+        "train_tokens_per_second": per_device * accelerator.num_processes,
+        "train_tokens_per_second_per_device": per_device,
+        "flops_per_token": token_flops,
+        "train_flops": (token_flops or 0.0) * tokens_seen,
+        "peak_memory_gb": peak_memory_gb(accelerator.device),
         **{f"eval_{k}": v for k, v in last_eval.items()},
     }
+    if device_peak and token_flops:
+        results["mfu"] = token_flops * per_device / device_peak  # wall time includes evaluation and saving
+    return results
 
 
 class EarlyStopping:

@@ -1,0 +1,101 @@
+"""Scale-out pieces that run on CPU: launcher configs, FLOP counts, accumulation equivalence, device checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.commands.config.config_args import ClusterConfig
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from pipelines.config import load_config
+from pipelines.errors import PipelineError
+from pipelines.pretrain import pretrain
+from pipelines.training import loop
+from pipelines.training.throughput import flops_per_token, peak_memory_gb
+from tests.conftest import REPO
+
+LAUNCHERS = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", LAUNCHERS, ids=lambda p: p.name)
+def test_launcher_configs_are_valid_accelerate_configs(path):
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert config.num_processes >= 1 and config.num_machines >= 1
+    assert f"--config_file configs/accelerate/{path.name}" in path.read_text()  # documents its own command
+    if config.distributed_type.value == "DEEPSPEED" and config.deepspeed_config["zero_stage"] == 3:
+        assert config.deepspeed_config["zero3_save_16bit_model"] is True  # the export gets full weights
+    if config.distributed_type.value == "FSDP":
+        assert config.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+
+
+def test_launcher_configs_cover_the_documented_setups():
+    kinds = {ClusterConfig.from_yaml_file(str(p)).distributed_type.value for p in LAUNCHERS}
+    assert {"NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED"} <= kinds
+
+
+def test_flops_per_token_matches_a_hand_count():
+    V, T, d, L = 64, 16, 32, 2  # noqa: N806 - the usual symbols
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=T, n_embd=d, n_layer=L, n_head=2))
+    per_layer = (2 * d) + (d * 3 * d + 3 * d) + (d * d + d) + (2 * d) + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    # Token table (tied to the output projection) is a matmul; the position table is a lookup.
+    matmul = V * d + L * per_layer + 2 * d
+    assert flops_per_token(model, T) == 6 * matmul + 12 * L * d * T
+
+
+def test_gradient_accumulation_equals_a_larger_batch(tiny_overrides, tmp_path):
+    common = [*tiny_overrides, "train.max_steps=6", "train.eval_steps=6", "train.save_steps=6"]
+    runs = {"big": ["train.per_device_train_batch_size=8", "train.gradient_accumulation_steps=1"],
+            "accumulated": ["train.per_device_train_batch_size=4", "train.gradient_accumulation_steps=2"]}  # fmt: skip
+    losses = {}
+    for name, extra in runs.items():
+        cfg = load_config(None, [*common, *extra, f"output_dir={tmp_path / name}"])
+        results = pretrain(cfg)
+        records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        losses[name] = [r["loss"] for r in records if "loss" in r]
+        assert results["tokens_seen"] == 6 * 8 * 32
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    assert losses["accumulated"] == pytest.approx(losses["big"], rel=1e-4)
+
+
+def test_throughput_figures_are_reported(tiny_overrides, tmp_path):
+    cfg = load_config(None, [*tiny_overrides, "train.max_steps=4", "train.peak_flops=1e12",
+                             "train.gradient_checkpointing=true", "optim.fused=true"])  # fmt: skip
+    results = pretrain(cfg)
+    assert results["flops_per_token"] > 0 and results["train_flops"] == results["flops_per_token"] * 4 * 8 * 32
+    expected_mfu = results["flops_per_token"] * results["train_tokens_per_second_per_device"] / 1e12
+    assert results["mfu"] == pytest.approx(expected_mfu)
+    assert 0 < results["peak_memory_gb"] < 64 and peak_memory_gb(torch.device("cpu")) > 0
+    records = [json.loads(line) for line in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert all("mfu" in r and "tokens_per_second_per_device" in r for r in records if "loss" in r)
+
+
+def test_more_processes_than_gpus_is_refused(monkeypatch):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(PipelineError, match="4 processes per machine but only 2 GPU"):
+        loop.check_devices()
+
+
+def test_missing_deepspeed_is_a_clear_error(monkeypatch):
+    pytest.importorskip("accelerate")
+    if __import__("importlib").util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(PipelineError, match="not installed"):
+        loop.build_accelerator(load_config().train, "unused", 0)
+
+
+def test_bf16_where_unsupported_refuses_or_falls_back(monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    with pytest.raises(PipelineError, match="cannot do it"):
+        loop._supported_precision(load_config(None, ["train.mixed_precision=bf16"]).train)
+    fallback = load_config(None, ["train.mixed_precision=bf16", "train.mixed_precision_fallback=true"]).train
+    with pytest.warns(UserWarning, match="training in fp32"):
+        assert loop._supported_precision(fallback) == "no"
