@@ -1,9 +1,13 @@
-"""A real 2-process run under `accelerate launch` (gloo on CPU): same global batch, same losses, one export."""
+"""Real 2-process runs under `accelerate launch` (gloo on CPU).
+
+Same global batch on 1 and 2 processes gives the same losses; one export; a resumed run retraces its steps.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +16,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.pretrain import pretrain
+from tests.conftest import REPO
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -19,20 +24,24 @@ def losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
+def launch_two(command: str, sets: list[str]) -> None:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch",
+           "--config_file", str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"),
+           "-m", "pipelines", command, *sum((["--set", s] for s in sets), [])]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_the_same_global_batch(tiny_overrides, tmp_path):
+def test_two_processes_match_one_process_and_resume_exactly(tiny_overrides, tmp_path):
     common = [*tiny_overrides, "train.max_steps=8", "train.eval_steps=4", "train.save_steps=4"]
     single = load_config(None, [*common, "train.per_device_train_batch_size=8", f"output_dir={tmp_path / 'one'}"])
     pretrain(single)
 
     two = tmp_path / "two"
     sets = [*common, "train.per_device_train_batch_size=4", f"output_dir={two}"]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "pipelines", "pretrain", *sum((["--set", s] for s in sets), [])]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch_two("pretrain", sets)
 
     # Only the main process writes: one record per step, one export, one checkpoint per save.
     assert sorted(losses(two)) == list(range(1, 9))
@@ -42,5 +51,12 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_overrid
     one_losses, two_losses = losses(tmp_path / "one"), losses(two)
     for step in one_losses:
         assert two_losses[step] == pytest.approx(one_losses[step], rel=2e-3), step
-    results = json.loads((two / "eval_results.json").read_text())
-    assert results["tokens_seen"] == 8 * 8 * 32
+    assert json.loads((two / "eval_results.json").read_text())["tokens_seen"] == 8 * 8 * 32
+
+    # A hard crash after the step-4 checkpoint: the rerun resumes there and retraces steps 5-8 exactly.
+    for leftover in ("final", "checkpoints/step-00000008"):
+        shutil.rmtree(two / leftover)
+    (two / "eval_results.json").unlink()
+    launch_two("pretrain", sets)
+    assert losses(two) == pytest.approx(two_losses, rel=1e-6)
+    assert (two / "final" / "model.safetensors").is_file()

@@ -33,7 +33,7 @@ def test_launcher_configs_are_valid_accelerate_configs(path):
 
 def test_launcher_configs_cover_the_documented_setups():
     kinds = {ClusterConfig.from_yaml_file(str(p)).distributed_type.value for p in LAUNCHERS}
-    assert {"NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED"} <= kinds
+    assert {"NO", "MULTI_GPU", "FSDP", "DEEPSPEED"} <= kinds
 
 
 def test_flops_per_token_matches_a_hand_count():
