@@ -125,3 +125,19 @@ def test_first_signal_requests_a_stop_and_second_aborts():
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_evaluate_command_reproduces_the_final_validation(tiny_overrides, capsys):
+    from pipelines.cli import main
+
+    cfg = load_config(None, [*tiny_overrides, "train.max_steps=6", "train.eval_max_batches=null"])
+    results = pretrain(cfg)
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    main(["evaluate", cfg.output_dir])
+    report = json.loads((Path(cfg.output_dir) / "eval_validation.json").read_text())
+    assert report["loss"] == pytest.approx(results["eval_loss"], rel=1e-5)
+    assert report["bits_per_byte"] == pytest.approx(results["eval_bits_per_byte"], rel=1e-5)
+    assert report["tokens"] == results["eval_tokens"]
