@@ -52,6 +52,27 @@ def run_train_tokenizer(cfg, overwrite: bool = False) -> None:
     print(f"saved a {len(tokenizer)}-token {cfg.tokenizer.kind} tokenizer to {target}")
 
 
+def cmd_prepare(args) -> None:
+    """Tokenize the config's data once into memory-mapped token files at `data.prepared_path`."""
+    from pipelines.data.prepare import prepare_token_files
+    from pipelines.objectives import OBJECTIVES
+    from pipelines.tokenization import load_tokenizer
+
+    cfg = _load(args)
+    if not cfg.data.prepared_path:
+        raise PipelineError("set data.prepared_path to the directory the token files should go to")
+    target = Path(cfg.data.prepared_path)
+    if (target / "meta.json").exists() and not args.overwrite:
+        raise PipelineError(f"{target} already holds prepared tokens; pass --overwrite to replace them")
+    objective = OBJECTIVES.get(cfg.objective.name)
+    if objective.packing is None:
+        raise PipelineError(f"objective '{cfg.objective.name}' trains on labelled examples, not token files")
+    tokenizer = load_tokenizer(cfg.tokenizer.path)
+    meta = prepare_token_files(cfg.data, cfg.seed, tokenizer, objective.packing(tokenizer), target)
+    counts = ", ".join(f"{name}: {split['tokens']:,} tokens" for name, split in meta["splits"].items())
+    print(f"prepared {counts} in {target}")
+
+
 def cmd_pretrain(args) -> None:
     """Pretrain a model (resumes an interrupted run in the same output_dir)."""
     from pipelines.pretrain import pretrain
@@ -160,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func in (
         ("train-tokenizer", cmd_train_tokenizer),
+        ("prepare", cmd_prepare),
         ("pretrain", cmd_pretrain),
         ("finetune", cmd_finetune),
     ):

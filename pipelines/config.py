@@ -69,6 +69,8 @@ class DataConfig:
     """Tokens per training example; documents are packed into blocks of this length."""
     num_proc: int | None = None
     """Worker processes for `datasets.map` preprocessing (None: in-process)."""
+    prepared_path: str | None = None
+    """Directory of memory-mapped token files: `prepare` writes it once, `pretrain` then reads it instead."""
 
 
 @dataclass(frozen=True)

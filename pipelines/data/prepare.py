@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from datasets import DatasetDict
 
 from pipelines.config import DataConfig
 from pipelines.data.sources import load_raw_datasets
+from pipelines.data.tokens import TokenBlocks, read_meta, write_token_files
 from pipelines.data.transforms import encode_classification, label_names, pack_blocks, tokenize_documents
 from pipelines.errors import PipelineError
 
@@ -16,23 +18,30 @@ from pipelines.errors import PipelineError
 class LMData:
     """Packed blocks per split, and UTF-8 bytes per token for converting loss into bits per byte."""
 
-    blocks: DatasetDict
+    blocks: dict
     bytes_per_token: dict[str, float]
 
 
-def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
-    """Load, tokenize (a separator after each document) and pack every split into `block_size` blocks."""
-    if cfg.block_size <= len(packing.prefix) + len(packing.suffix):
-        raise PipelineError(f"data.block_size ({cfg.block_size}) leaves no room between the block's special tokens")
+def tokenize_splits(cfg: DataConfig, seed: int, tokenizer, separator_id: int) -> DatasetDict:
+    """Every split's documents as token ids with the separator after each, plus token and byte counts."""
     raw = load_raw_datasets(cfg, seed)
-    tokenized = raw.map(
+    return raw.map(
         tokenize_documents,
         batched=True,
         num_proc=cfg.num_proc,
         remove_columns=raw["train"].column_names,
-        fn_kwargs={"tokenizer": tokenizer, "text_column": cfg.text_column, "separator_id": packing.separator_id},
+        fn_kwargs={"tokenizer": tokenizer, "text_column": cfg.text_column, "separator_id": separator_id},
         desc="tokenizing",
     )
+
+
+def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
+    """Blocks of `block_size` for every split: from prepared token files, or tokenized and packed in memory."""
+    if cfg.block_size <= len(packing.prefix) + len(packing.suffix):
+        raise PipelineError(f"data.block_size ({cfg.block_size}) leaves no room between the block's special tokens")
+    if cfg.prepared_path:
+        return _load_prepared(cfg, tokenizer, packing)
+    tokenized = tokenize_splits(cfg, seed, tokenizer, packing.separator_id)
     bytes_per_token = {
         name: sum(split["num_bytes"]) / max(1, sum(split["num_tokens"])) for name, split in tokenized.items()
     }
@@ -44,6 +53,28 @@ def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
         fn_kwargs={"block_size": cfg.block_size, "prefix": packing.prefix, "suffix": packing.suffix},
         desc=f"packing into blocks of {cfg.block_size}",
     )
+    return LMData(blocks=dict(blocks), bytes_per_token=bytes_per_token)
+
+
+def prepare_token_files(cfg: DataConfig, seed: int, tokenizer, packing, directory: Path) -> dict:
+    """Tokenize every split of the source once into memory-mappable files in `directory`; returns their metadata."""
+    tokenized = tokenize_splits(cfg, seed, tokenizer, packing.separator_id)
+    return write_token_files(tokenized, directory, len(tokenizer), packing.separator_id)
+
+
+def _load_prepared(cfg: DataConfig, tokenizer, packing) -> LMData:
+    directory = Path(cfg.prepared_path)
+    meta = read_meta(directory)
+    if meta["vocab_size"] != len(tokenizer) or meta["separator_id"] != packing.separator_id:
+        raise PipelineError(
+            f"the tokens at {directory} were prepared with another tokenizer or objective "
+            f"(vocabulary {meta['vocab_size']}, separator {meta['separator_id']}); run `prepare` again"
+        )
+    blocks = {
+        name: TokenBlocks(directory / f"{name}.bin", meta["dtype"], cfg.block_size, packing.prefix, packing.suffix)
+        for name in meta["splits"]
+    }
+    bytes_per_token = {name: split["bytes"] / max(1, split["tokens"]) for name, split in meta["splits"].items()}
     return LMData(blocks=blocks, bytes_per_token=bytes_per_token)
 
 

@@ -1,0 +1,76 @@
+"""Pre-tokenized corpora on disk: one flat token file per split, written once, memory-mapped for training.
+
+`prepare` tokenizes every document (a separator after each) into `<dir>/<split>.bin` (uint16 when the
+vocabulary fits, else uint32) plus `meta.json`. Training then reads blocks straight from the page cache
+instead of re-running `datasets.map`, and a block is a slice of the file, so any index can be read in
+O(1): the sampler, process sharding and exact resume work as for the in-memory path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from pipelines.errors import PipelineError
+
+META = "meta.json"
+
+
+def write_token_files(tokenized: dict, directory: Path, vocab_size: int, separator_id: int) -> dict:
+    """Write each split's `input_ids` (lists of ids per document) as one flat file; returns the metadata.
+
+    Files are written to `<split>.bin.tmp` and renamed, and `meta.json` goes last, so a directory with
+    `meta.json` is always complete.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    dtype = np.uint16 if vocab_size <= 2**16 else np.uint32
+    meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab_size, "separator_id": separator_id, "splits": {}}
+    for name, split in tokenized.items():
+        path = directory / f"{name}.bin"
+        total = 0
+        with open(f"{path}.tmp", "wb") as f:
+            for batch in split.iter(batch_size=1000):
+                chunk = np.fromiter((t for ids in batch["input_ids"] for t in ids), dtype=dtype)
+                chunk.tofile(f)
+                total += len(chunk)
+        os.replace(f"{path}.tmp", path)
+        meta["splits"][name] = {
+            "tokens": total,
+            "documents": len(split),
+            "bytes": int(sum(split["num_bytes"])),
+        }
+    (directory / META).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def read_meta(directory: Path) -> dict:
+    """The metadata of a prepared directory, with a clear error when it is missing or incomplete."""
+    path = Path(directory) / META
+    if not path.is_file():
+        raise PipelineError(f"no prepared tokens at {directory} (no {META}); run `python -m pipelines prepare`")
+    return json.loads(path.read_text())
+
+
+class TokenBlocks(Dataset):
+    """Blocks of `block_size` read from a memory-mapped token file: `prefix + tokens[i·step : (i+1)·step] + suffix`.
+
+    Every token is kept: the last block may be short (the collator pads it), as in the in-memory path.
+    """
+
+    def __init__(self, path: Path, dtype: str, block_size: int, prefix=(), suffix=()):
+        self.tokens = np.memmap(path, dtype=dtype, mode="r")
+        self.prefix, self.suffix = list(prefix), list(suffix)
+        self.step = block_size - len(self.prefix) - len(self.suffix)
+
+    def __len__(self) -> int:
+        return -(-len(self.tokens) // self.step)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        window = self.tokens[index * self.step : (index + 1) * self.step]
+        return {"input_ids": self.prefix + window.tolist() + self.suffix}
