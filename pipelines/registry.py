@@ -26,7 +26,7 @@ class Registry:
     def get(self, name: str) -> Any:
         """The entry for `name`, or a clear error that lists the known names."""
         if name not in self._entries:
-            raise PipelineError(f"unknown {self.kind} '{name}'; known: {', '.join(sorted(self._entries))}")
+            raise PipelineError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names())}")
         return self._entries[name]
 
     def names(self) -> list[str]:
