@@ -60,3 +60,20 @@ def test_two_processes_match_one_process_and_resume_exactly(tiny_overrides, tmp_
     launch_two("pretrain", sets)
     assert losses(two) == pytest.approx(two_losses, rel=1e-6)
     assert (two / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_every_sample_is_seen_once_per_epoch_across_processes(tmp_path):
+    examples, batch_size = 37, 4  # uneven on purpose: 37 = 4 full global batches of 2 x 4, plus 5 left over
+    out = tmp_path / "seen.json"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch",
+           "--config_file", str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"),
+           str(Path(__file__).with_name("sharding_probe.py")), str(out), str(examples), str(batch_size)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(out.read_text())
+    # Training: no id twice in an epoch; only the tail that cannot fill a global batch is dropped.
+    assert len(seen["train"]) == len(set(seen["train"])) == (examples // (2 * batch_size)) * 2 * batch_size
+    # Evaluation: every example exactly once, without the duplicates accelerate pads the last batch with.
+    assert sorted(seen["eval"]) == list(range(examples))
