@@ -69,6 +69,11 @@ class DataConfig:
     """Tokens per training example; documents are packed into blocks of this length."""
     num_proc: int | None = None
     """Worker processes for `datasets.map` preprocessing (None: in-process)."""
+    streaming: bool = False
+    """Read the source lazily (corpora larger than memory or disk): tokenized and packed on the fly, shuffled
+    in a seeded buffer, and dispatched across processes by accelerate."""
+    shuffle_buffer: int = 10_000
+    """Streaming: blocks held in the shuffle buffer."""
     prepared_path: str | None = None
     """Directory of memory-mapped token files: `prepare` writes it once, `pretrain` then reads it instead."""
 

@@ -40,7 +40,7 @@ def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
     with accelerator.main_process_first():  # the main process fills the datasets cache; the others read it
         data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, packing)
 
-    bytes_per_token = data.bytes_per_token.get("validation", data.bytes_per_token["train"])
+    bytes_per_token = data.bytes_per_token.get("validation", data.bytes_per_token.get("train", 1.0))
     evaluate = partial(
         _evaluate, accelerator=accelerator, shift=objective.shift_labels, max_batches=cfg.train.eval_max_batches,
         bytes_per_token=bytes_per_token if objective.scores_all_tokens else None,
@@ -54,7 +54,7 @@ def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
         eval_collator=objective.build_collator(tokenizer, cfg.objective, eval_seed=cfg.seed),
         evaluate=evaluate,
         model_card=partial(_model_card, cfg, auto_class.__name__),
-        results={"bytes_per_token": bytes_per_token, "train_blocks": len(data.blocks["train"])},
+        results={"bytes_per_token": bytes_per_token},
     )
 
 

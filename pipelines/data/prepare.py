@@ -41,6 +41,8 @@ def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
         raise PipelineError(f"data.block_size ({cfg.block_size}) leaves no room between the block's special tokens")
     if cfg.prepared_path:
         return _load_prepared(cfg, tokenizer, packing)
+    if cfg.streaming:
+        return _stream(cfg, seed, tokenizer, packing)
     tokenized = tokenize_splits(cfg, seed, tokenizer, packing.separator_id)
     bytes_per_token = {
         name: sum(split["num_bytes"]) / max(1, sum(split["num_tokens"])) for name, split in tokenized.items()
@@ -60,6 +62,36 @@ def prepare_token_files(cfg: DataConfig, seed: int, tokenizer, packing, director
     """Tokenize every split of the source once into memory-mappable files in `directory`; returns their metadata."""
     tokenized = tokenize_splits(cfg, seed, tokenizer, packing.separator_id)
     return write_token_files(tokenized, directory, len(tokenizer), packing.separator_id)
+
+
+def _stream(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
+    """Lazily tokenized and packed splits; the training blocks pass through a seeded shuffle buffer.
+
+    The same transforms as the in-memory path, in the same 1000-document batches, so the token stream
+    is identical. Bytes per token are measured on the validation split, which is read once here.
+    """
+    raw = load_raw_datasets(cfg, seed)
+    columns = list(next(iter(raw["train"])))
+    tokenized = {
+        name: split.map(tokenize_documents, batched=True, remove_columns=columns, fn_kwargs={
+            "tokenizer": tokenizer, "text_column": cfg.text_column, "separator_id": packing.separator_id})
+        for name, split in raw.items()
+    }  # fmt: skip
+    pack = {"block_size": cfg.block_size, "prefix": packing.prefix, "suffix": packing.suffix}
+    blocks = {
+        name: split.map(pack_blocks, batched=True, remove_columns=["input_ids", "num_tokens", "num_bytes"],
+                        fn_kwargs=pack)
+        for name, split in tokenized.items()
+    }  # fmt: skip
+    blocks["train"] = blocks["train"].shuffle(seed=seed, buffer_size=cfg.shuffle_buffer)
+    bytes_per_token = {}
+    if "validation" in tokenized:
+        counts = [
+            (r["num_bytes"], r["num_tokens"])
+            for r in tokenized["validation"].select_columns(["num_bytes", "num_tokens"])
+        ]
+        bytes_per_token["validation"] = sum(b for b, _ in counts) / max(1, sum(t for _, t in counts))
+    return LMData(blocks=blocks, bytes_per_token=bytes_per_token)
 
 
 def _load_prepared(cfg: DataConfig, tokenizer, packing) -> LMData:

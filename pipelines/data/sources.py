@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import datasets
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from pipelines.config import DataConfig
 from pipelines.data.builtin import iter_builtin_documents
@@ -39,6 +39,8 @@ def load_raw_datasets(cfg: DataConfig, seed: int, columns: dict[str, str] | None
     """
     columns = columns or {"data.text_column": cfg.text_column}
     train, validation = SOURCES.get(cfg.source)(cfg)
+    if cfg.streaming:
+        return _streaming_splits(cfg, train, validation, columns)
     if cfg.preprocess is not None:
         train, validation = (_preprocess(split, cfg.preprocess) for split in (train, validation))
     for split_name, split in (("train", train), ("validation", validation)):
@@ -75,6 +77,39 @@ def load_raw_datasets(cfg: DataConfig, seed: int, columns: dict[str, str] | None
     return DatasetDict(splits)
 
 
+def _streaming_splits(cfg: DataConfig, train, validation, columns: dict[str, str]) -> IterableDatasetDict:
+    """Streaming counterpart of the checks and carve-out above, done lazily or on the first record only.
+
+    Without a validation source, every k-th document (k = round(1 / validation_fraction)) is held out:
+    deterministic, and it needs no length.
+    """
+    if cfg.preprocess is not None:
+        train, validation = (split and split.map(PREPROCESSORS.get(cfg.preprocess), batched=True)
+                             for split in (train, validation))  # fmt: skip
+    for split_name, split in (("train", train), ("validation", validation)):
+        if split is None:
+            continue
+        first = next(iter(split), None)
+        if first is None:
+            raise PipelineError(f"the {split_name} data set is empty ({_describe(cfg)})")
+        for key, column in columns.items():
+            if column not in first:
+                raise PipelineError(
+                    f"{split_name} data has no column '{column}' (set {key}); columns: {', '.join(first)}"
+                )
+    if validation is None and cfg.validation_fraction > 0:
+        every = max(2, round(1 / cfg.validation_fraction))
+        validation = train.filter(_held_out, with_indices=True, fn_kwargs={"every": every, "keep": True})
+        train = train.filter(_held_out, with_indices=True, fn_kwargs={"every": every, "keep": False})
+    if cfg.max_documents is not None:
+        train = train.take(cfg.max_documents)
+    return IterableDatasetDict({"train": train} | ({"validation": validation} if validation is not None else {}))
+
+
+def _held_out(example: dict, index: int, every: int, keep: bool) -> bool:
+    return (index % every == 0) == keep
+
+
 def _preprocess(split: Dataset | None, name: str) -> Dataset | None:
     if split is None:
         return None
@@ -88,8 +123,8 @@ def _describe(cfg: DataConfig) -> str:
 @SOURCES.register("builtin")
 def load_builtin(cfg: DataConfig) -> tuple[Dataset, None]:
     """The Python standard-library documentation corpus (built once, then cached by `datasets`)."""
-    dataset = Dataset.from_generator(iter_builtin_documents, gen_kwargs={"python_version": sys.version})
-    return dataset, None
+    builder = IterableDataset if cfg.streaming else Dataset
+    return builder.from_generator(iter_builtin_documents, gen_kwargs={"python_version": sys.version}), None
 
 
 @SOURCES.register("files")
@@ -150,9 +185,13 @@ def _load_file_split(path: str, cfg: DataConfig) -> Dataset:
         if cfg.column_names:
             kwargs["column_names"] = cfg.column_names
     try:
-        dataset = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
+        dataset = datasets.load_dataset(builder, data_files=files, split="train", streaming=cfg.streaming, **kwargs)
     except Exception as err:  # datasets raises many types for malformed files
         raise PipelineError(f"could not read {path}: {_first_line(err)}") from None
+    if cfg.streaming:  # the column check happens on the first record, in _streaming_splits
+        first = next(iter(dataset), None)
+        has_column = first is not None and cfg.text_column in first
+        return dataset.filter(_has_text, input_columns=cfg.text_column, batched=True) if has_column else dataset
     if cfg.text_column in dataset.column_names:
         dataset = dataset.filter(_has_text, input_columns=cfg.text_column, batched=True, desc="dropping empty rows")
     return dataset
@@ -164,7 +203,7 @@ def _has_text(texts: list[str | None]) -> list[bool]:
 
 def _load_hub_split(cfg: DataConfig, split: str) -> Dataset:
     try:
-        return datasets.load_dataset(cfg.path, cfg.name, split=split)
+        return datasets.load_dataset(cfg.path, cfg.name, split=split, streaming=cfg.streaming)
     except Exception as err:  # offline, unknown name, missing split, ... all surface differently
         offline = " (offline mode is on: HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)" if _offline() else ""
         raise PipelineError(

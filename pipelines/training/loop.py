@@ -169,10 +169,11 @@ def train(
         num_warmup_steps=cfg.optim.warmup_steps * accelerator.num_processes,
         num_training_steps=tcfg.max_steps * accelerator.num_processes,
     )
+    streaming = isinstance(train_dataset, torch.utils.data.IterableDataset)  # shuffled by its own buffer
     train_loader = DataLoader(
         train_dataset,
         batch_size=tcfg.per_device_train_batch_size,
-        shuffle=True,
+        shuffle=not streaming,
         drop_last=True,
         collate_fn=train_collator,
         num_workers=tcfg.dataloader_num_workers,
@@ -183,7 +184,7 @@ def train(
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if eval_loader is not None:
         eval_loader = accelerator.prepare(eval_loader)
-    if len(train_loader) == 0:
+    if not streaming and len(train_loader) == 0:
         raise PipelineError(
             f"the training set has {len(train_dataset)} examples, fewer than one batch of "
             f"{tcfg.per_device_train_batch_size} x {accelerator.num_processes} process(es)"
@@ -357,12 +358,30 @@ class EarlyStopping:
 
 
 def _batches(accelerator: Accelerator, loader: DataLoader, start_micro_batch: int) -> Iterator[dict]:
-    """Endless micro-batches over epochs, starting at `start_micro_batch` (resume skips, never replays)."""
-    epoch, skip = divmod(start_micro_batch, len(loader))
+    """Endless micro-batches over epochs, starting at `start_micro_batch` (resume skips, never replays).
+
+    A sized loader jumps straight to the batch; a streaming one has no length, so it re-reads and
+    discards the batches already trained on (slower, but the same data in the same order).
+    """
+    if not isinstance(loader.dataset, torch.utils.data.IterableDataset):
+        epoch, skip = divmod(start_micro_batch, len(loader))
+        while True:
+            loader.set_epoch(epoch)  # the shuffle order is seeded by (seed, epoch)
+            yield from accelerator.skip_first_batches(loader, skip) if skip else loader
+            epoch, skip = epoch + 1, 0
+    epoch, skip = 0, start_micro_batch
     while True:
-        loader.set_epoch(epoch)  # the shuffle order is seeded by (seed, epoch)
-        yield from accelerator.skip_first_batches(loader, skip) if skip else loader
-        epoch, skip = epoch + 1, 0
+        loader.set_epoch(epoch)  # also reseeds the dataset's shuffle buffer
+        produced = 0
+        for batch in loader:
+            produced += 1
+            if skip:
+                skip -= 1
+                continue
+            yield batch
+        if produced == 0:
+            raise PipelineError("the streaming training set yields no full batch")
+        epoch += 1
 
 
 def _any_process(accelerator: Accelerator, flag: bool) -> bool:

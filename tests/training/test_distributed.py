@@ -77,3 +77,21 @@ def test_every_sample_is_seen_once_per_epoch_across_processes(tmp_path):
     assert len(seen["train"]) == len(set(seen["train"])) == (examples // (2 * batch_size)) * 2 * batch_size
     # Evaluation: every example exactly once, without the duplicates accelerate pads the last batch with.
     assert sorted(seen["eval"]) == list(range(examples))
+
+
+@pytest.mark.slow
+def test_streaming_two_processes_match_one_process(tiny_overrides, tmp_path):
+    docs = [json.dumps({"text": f"document {i} " + "words of text " * (i % 7 + 3)}) + "\n" for i in range(300)]
+    (tmp_path / "train.jsonl").write_text("".join(docs[:260]))
+    (tmp_path / "valid.jsonl").write_text("".join(docs[260:]))
+    common = [*tiny_overrides, "data.source=files", f"data.path={tmp_path / 'train.jsonl'}", "data.max_documents=null",
+              f"data.validation_path={tmp_path / 'valid.jsonl'}", "data.streaming=true",
+              "train.max_steps=6", "train.eval_steps=3", "train.save_steps=3"]  # fmt: skip
+    pretrain(load_config(None, [*common, "train.per_device_train_batch_size=8", f"output_dir={tmp_path / 'one'}"]))
+    two = tmp_path / "two"
+    launch_two("pretrain", [*common, "train.per_device_train_batch_size=4", f"output_dir={two}"])
+    assert sorted(losses(two)) == list(range(1, 7))
+    one_losses = losses(tmp_path / "one")
+    for step, value in losses(two).items():  # the main process reads each global batch and hands out halves
+        assert value == pytest.approx(one_losses[step], rel=2e-3), step
+    assert (two / "final" / "model.safetensors").is_file()
