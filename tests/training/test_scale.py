@@ -99,3 +99,14 @@ def test_bf16_where_unsupported_refuses_or_falls_back(monkeypatch):
     fallback = load_config(None, ["train.mixed_precision=bf16", "train.mixed_precision_fallback=true"]).train
     with pytest.warns(UserWarning, match="training in fp32"):
         assert loop._supported_precision(fallback) == "no"
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_and_exports(tiny_overrides, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_config(None, [*tiny_overrides, "train.torch_compile=true", "train.max_steps=4"])
+    results = pretrain(cfg)
+    assert results["eval_loss"] < 7.0
+    model = AutoModelForCausalLM.from_pretrained(Path(cfg.output_dir) / "final")  # plain weights, no compile wrapper
+    assert not any(name.startswith("_orig_mod") for name in model.state_dict())
