@@ -67,6 +67,8 @@ def cmd_prepare(args) -> None:
     objective = OBJECTIVES.get(cfg.objective.name)
     if objective.packing is None:
         raise PipelineError(f"objective '{cfg.objective.name}' trains on labelled examples, not token files")
+    if cfg.data.streaming:
+        raise PipelineError("prepare writes token files from an in-memory source: unset data.streaming")
     tokenizer = load_tokenizer(cfg.tokenizer.path)
     meta = prepare_token_files(cfg.data, cfg.seed, tokenizer, objective.packing(tokenizer), target)
     counts = ", ".join(f"{name}: {split['tokens']:,} tokens" for name, split in meta["splits"].items())
@@ -98,12 +100,12 @@ def cmd_evaluate(args) -> None:
     if args.config is None and not saved.is_file():
         raise PipelineError(f"{args.run} has no config.yaml; pass --config")
     cfg = load_config(args.config or saved, args.overrides)
-    results = evaluate_export(cfg, args.run, args.data)
     name = Path(args.data).stem if args.data else "validation"
     out = Path(args.output) if args.output else Path(args.run) / f"eval_{name}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
-    print(f"written to {out}")
+    results = evaluate_export(cfg, args.run, out, args.data)
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one report
+        print(json.dumps(results, indent=2))
+        print(f"written to {out}")
 
 
 def cmd_generate(args) -> None:

@@ -252,8 +252,10 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Load one YAML file, following `extends: other.yaml` (relative to the file) recursively."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `extends` loops back to a file that extends it")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -268,7 +270,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
-    return _deep_merge(_read_yaml(path.parent / parent), raw)
+    return _deep_merge(_read_yaml(path.parent / parent, (*seen, path.resolve())), raw)
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -302,6 +304,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     """Instantiate dataclass `cls` from `raw`, checking keys and types recursively."""
     where = prefix.rstrip(".") or "the top level"
+    raw = {} if raw is None else raw  # a section whose keys are all commented out means "defaults"
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: '{where}' must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from pipelines.config import RunConfig
+from pipelines.errors import PipelineError
 from pipelines.finetune import build_finetune_task
 from pipelines.models import resolve_export
 from pipelines.objectives import OBJECTIVES
@@ -16,13 +17,17 @@ from pipelines.pretrain import build_pretrain_task
 from pipelines.training.loop import build_accelerator
 
 
-def evaluate_export(cfg: RunConfig, run: str | Path, data_path: str | None = None) -> dict:
-    """Metrics of the export in `run` on `data_path` (all of it), or on the config's validation split."""
+def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: str | None = None) -> dict:
+    """Metrics of the export in `run` on `data_path` (all of it), or on the config's validation split,
+    written as JSON to `output` by the main process."""
     export = resolve_export(run)
+    classifier = OBJECTIVES.get(cfg.objective.name).packing is None
     data = cfg.data
     if data_path is not None:  # the file is both splits: nothing is carved off, every example is scored
-        data = dataclasses.replace(data, source="files", path=data_path, validation_path=data_path)
-    if OBJECTIVES.get(cfg.objective.name).packing is None and data.labels is None:
+        data = dataclasses.replace(
+            data, source="files", path=data_path, validation_path=data_path, prepared_path=None, streaming=False
+        )
+    if classifier and data.labels is None:
         config = json.loads((export / "config.json").read_text())
         labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
         data = dataclasses.replace(data, labels=labels)  # the classifier's own label order
@@ -33,12 +38,14 @@ def evaluate_export(cfg: RunConfig, run: str | Path, data_path: str | None = Non
         train=dataclasses.replace(cfg.train, eval_max_batches=None, report_to="none", mixed_precision=None),
     )
     accelerator = build_accelerator(cfg.train, cfg.output_dir, cfg.seed)
-    build = build_finetune_task if OBJECTIVES.get(cfg.objective.name).packing is None else build_pretrain_task
-    task = build(cfg, accelerator)
-    loader = DataLoader(
-        task.eval_dataset, batch_size=cfg.train.per_device_eval_batch_size, collate_fn=task.eval_collator
-    )
+    task = (build_finetune_task if classifier else build_pretrain_task)(cfg, accelerator)
+    if task.eval_dataset is None:
+        raise PipelineError("the run's data has no validation split; pass --data FILE to score a file")
+    batch_size = cfg.train.per_device_eval_batch_size
+    loader = DataLoader(task.eval_dataset, batch_size=batch_size, collate_fn=task.eval_collator)
     model, loader = accelerator.prepare(task.model, loader)
-    metrics = task.evaluate(model, loader)
+    results = {"export": str(export), "data": data.path or data.source, **task.evaluate(model, loader)}
+    if accelerator.is_main_process:
+        output.write_text(json.dumps(results, indent=2))
     accelerator.end_training()
-    return {"export": str(export), "data": data.path or data.source, **metrics}
+    return results

@@ -25,6 +25,8 @@ def finetune(cfg: RunConfig, overwrite: bool = False) -> dict:
 def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
     """Classifier, encoded examples, padding collator and metric evaluator."""
     check_compatible(cfg)
+    if cfg.data.streaming:
+        raise PipelineError("data.streaming is for pretraining corpora; fine-tuning data is loaded in memory")
     objective = OBJECTIVES.get(cfg.objective.name)
     if objective.packing is not None:
         raise PipelineError(f"objective '{cfg.objective.name}' is a pretraining objective: use `pretrain`")
@@ -43,7 +45,7 @@ def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
     set_seed(cfg.seed)
     auto_class = auto_class_for(objective)
     if export:
-        model = load_pretrained(str(export), auto_class, tokenizer, **labels)
+        model = load_pretrained(str(export), auto_class, tokenizer, cfg.data.block_size, **labels)
     else:
         model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class, **labels)
     if getattr(model.config, "pad_token_id", None) is None:  # causal classifiers find the last token by padding
@@ -57,8 +59,12 @@ def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
         train_collator=collator,
         eval_collator=collator,
         evaluate=partial(
-            evaluate_classification, accelerator=accelerator, metrics=metrics, num_labels=len(data.labels)
-        ),
+            evaluate_classification,
+            accelerator=accelerator,
+            metrics=metrics,
+            num_labels=len(data.labels),
+            max_batches=cfg.train.eval_max_batches,
+        ),  # fmt: skip
         model_card=partial(_model_card, cfg, data.labels),
         results={"labels": data.labels, "train_examples": len(data.examples["train"])},
     )

@@ -33,17 +33,17 @@ def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
     set_seed(cfg.seed)
     auto_class = auto_class_for(objective)
     if export:
-        model = load_pretrained(str(export), auto_class, tokenizer)
+        model = load_pretrained(str(export), auto_class, tokenizer, cfg.data.block_size)
     else:
         model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class)
     packing = objective.packing(tokenizer)
     with accelerator.main_process_first():  # the main process fills the datasets cache; the others read it
         data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, packing)
 
-    bytes_per_token = data.bytes_per_token.get("validation", data.bytes_per_token.get("train", 1.0))
+    bytes_per_token = data.bytes_per_token.get("validation", data.bytes_per_token.get("train"))
     evaluate = partial(
         _evaluate, accelerator=accelerator, shift=objective.shift_labels, max_batches=cfg.train.eval_max_batches,
-        bytes_per_token=bytes_per_token if objective.scores_all_tokens else None,
+        bytes_per_token=bytes_per_token if objective.scores_all_tokens else None,  # None: not measurable
     )  # fmt: skip
     return Task(
         model=model,
@@ -54,7 +54,7 @@ def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
         eval_collator=objective.build_collator(tokenizer, cfg.objective, eval_seed=cfg.seed),
         evaluate=evaluate,
         model_card=partial(_model_card, cfg, auto_class.__name__),
-        results={"bytes_per_token": bytes_per_token},
+        results={"bytes_per_token": bytes_per_token} if bytes_per_token else {},
     )
 
 

@@ -80,6 +80,8 @@ def wordpiece(cfg: TokenizerConfig) -> TokenizerRecipe:
 
 def train_tokenizer(cfg: TokenizerConfig, dataset: Dataset, text_column: str) -> PreTrainedTokenizerFast:
     """Train on `dataset[text_column]`, streamed in batches so the corpus is never one list in memory."""
+    if not hasattr(dataset, "__len__"):
+        raise PipelineError("train the tokenizer on in-memory data: unset data.streaming for train-tokenizer")
     recipe = TOKENIZER_KINDS.get(cfg.kind)(cfg)
     if cfg.max_training_documents is not None:
         dataset = dataset.select(range(min(cfg.max_training_documents, len(dataset))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
 def prepare_token_files(cfg: DataConfig, seed: int, tokenizer, packing, directory: Path) -> dict:
     """Tokenize every split of the source once into memory-mappable files in `directory`; returns their metadata."""
     tokenized = tokenize_splits(cfg, seed, tokenizer, packing.separator_id)
-    return write_token_files(tokenized, directory, len(tokenizer), packing.separator_id)
+    return write_token_files(tokenized, directory, len(tokenizer), packing.separator_id, _fingerprint(tokenizer))
 
 
 def _stream(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
@@ -85,22 +86,26 @@ def _stream(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
     }  # fmt: skip
     blocks["train"] = blocks["train"].shuffle(seed=seed, buffer_size=cfg.shuffle_buffer)
     bytes_per_token = {}
-    if "validation" in tokenized:
+    if "validation" in tokenized:  # measured on the first 1000 documents: the stream may be huge
         counts = [
             (r["num_bytes"], r["num_tokens"])
-            for r in tokenized["validation"].select_columns(["num_bytes", "num_tokens"])
+            for r in tokenized["validation"].select_columns(["num_bytes", "num_tokens"]).take(1000)
         ]
         bytes_per_token["validation"] = sum(b for b, _ in counts) / max(1, sum(t for _, t in counts))
     return LMData(blocks=blocks, bytes_per_token=bytes_per_token)
 
 
+def _fingerprint(tokenizer) -> str:
+    """A hash of the tokenizer's full definition: a retrained tokenizer of the same size differs."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+
+
 def _load_prepared(cfg: DataConfig, tokenizer, packing) -> LMData:
     directory = Path(cfg.prepared_path)
     meta = read_meta(directory)
-    if meta["vocab_size"] != len(tokenizer) or meta["separator_id"] != packing.separator_id:
+    if meta.get("tokenizer_sha256") != _fingerprint(tokenizer) or meta["separator_id"] != packing.separator_id:
         raise PipelineError(
-            f"the tokens at {directory} were prepared with another tokenizer or objective "
-            f"(vocabulary {meta['vocab_size']}, separator {meta['separator_id']}); run `prepare` again"
+            f"the tokens at {directory} were prepared with another tokenizer or objective; run `prepare` again"
         )
     blocks = {
         name: TokenBlocks(directory / f"{name}.bin", meta["dtype"], cfg.block_size, packing.prefix, packing.suffix)

@@ -52,10 +52,9 @@ def load_raw_datasets(cfg: DataConfig, seed: int, columns: dict[str, str] | None
                     f"{split_name} data has no column '{column}' (set {key}); columns: {', '.join(split.column_names)}"
                 )
         for column in {cfg.text_column, cfg.text_pair_column} & set(columns.values()):
-            if split.features[column].dtype not in ("string", "large_string"):
-                raise PipelineError(
-                    f"column '{column}' of the {split_name} data holds {split.features[column].dtype}, not text"
-                )
+            dtype = getattr(split.features[column], "dtype", type(split.features[column]).__name__)
+            if dtype not in ("string", "large_string"):
+                raise PipelineError(f"column '{column}' of the {split_name} data holds {dtype}, not text")
         if len(split) == 0:
             raise PipelineError(f"the {split_name} data set is empty ({_describe(cfg)})")
     if validation is None and cfg.validation_fraction > 0:

@@ -20,15 +20,23 @@ from pipelines.errors import PipelineError
 META = "meta.json"
 
 
-def write_token_files(tokenized: dict, directory: Path, vocab_size: int, separator_id: int) -> dict:
+def write_token_files(
+    tokenized: dict, directory: Path, vocab_size: int, separator_id: int, tokenizer_hash: str
+) -> dict:
     """Write each split's `input_ids` (lists of ids per document) as one flat file; returns the metadata.
 
     Files are written to `<split>.bin.tmp` and renamed, and `meta.json` goes last, so a directory with
     `meta.json` is always complete.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / META).unlink(missing_ok=True)  # until the new files are complete, the directory is not prepared
     dtype = np.uint16 if vocab_size <= 2**16 else np.uint32
-    meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab_size, "separator_id": separator_id, "splits": {}}
+    meta = {
+        "dtype": np.dtype(dtype).name,
+        "tokenizer_sha256": tokenizer_hash,
+        "separator_id": separator_id,
+        "splits": {},
+    }
     for name, split in tokenized.items():
         path = directory / f"{name}.bin"
         total = 0

@@ -52,12 +52,16 @@ def load_metrics(names: list[str]) -> list[tuple[MetricSpec, object]]:
 
 
 @torch.no_grad()
-def evaluate_classification(model, loader, accelerator, metrics, num_labels: int) -> dict[str, float]:
+def evaluate_classification(
+    model, loader, accelerator, metrics, num_labels: int, max_batches: int | None = None
+) -> dict[str, float]:
     """Mean cross-entropy per example plus each metric, on predictions gathered from every process."""
     was_training = model.training
     model.eval()
     losses, predictions, references = [], [], []
-    for batch in loader:
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
         labels = batch.pop("labels")
         logits = model(**batch).logits  # (B, num_labels)
         loss = F.cross_entropy(logits.float(), labels, reduction="none")  # (B,)

@@ -29,6 +29,20 @@ class GenerationSettings:
     greedy: bool = False
     seed: int | None = None
 
+    def __post_init__(self):
+        problems = [
+            (self.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
+            (self.num_return_sequences < 1, "--num-return-sequences must be at least 1"),
+            (not self.greedy and self.temperature <= 0, "--temperature must be positive (or use --greedy)"),
+            (self.top_k is not None and self.top_k < 1, "--top-k must be at least 1"),
+            (self.top_p is not None and not 0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
+            (self.repetition_penalty is not None and self.repetition_penalty <= 0, "--repetition-penalty must be > 0"),
+            (self.greedy and self.num_return_sequences > 1, "--greedy gives one sequence; drop --num-return-sequences"),
+        ]  # fmt: skip
+        for failed, message in problems:
+            if failed:
+                raise PipelineError(message)
+
     def generate_kwargs(self) -> dict:
         """Keyword arguments for `model.generate`; greedy decoding ignores the sampling knobs."""
         kwargs = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": self.num_return_sequences}

@@ -62,10 +62,11 @@ def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_update
     return auto_class.from_config(config)
 
 
-def load_pretrained(path: str, auto_class, tokenizer, **config_updates):
+def load_pretrained(path: str, auto_class, tokenizer, block_size: int, **config_updates):
     """A model initialised from an export (or hub name) with the head of `auto_class`.
 
-    Refuses an export whose architecture has no such head, or whose vocabulary the tokenizer overflows.
+    Refuses an export whose architecture has no such head, whose vocabulary the tokenizer overflows, or
+    whose position table is shorter than `block_size`.
     """
     from transformers import AutoConfig
 
@@ -80,6 +81,9 @@ def load_pretrained(path: str, auto_class, tokenizer, **config_updates):
             f"the tokenizer has {len(tokenizer)} tokens but the model at {path} has only {config.vocab_size} "
             "embeddings; use the tokenizer the model was trained with"
         )
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if config.model_type != "t5" and positions is not None and block_size > positions:
+        raise PipelineError(f"data.block_size is {block_size} but the model at {path} reads at most {positions} tokens")
     return auto_class.from_pretrained(path, **config_updates)
 
 

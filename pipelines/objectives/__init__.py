@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipelines.config import RunConfig
 from pipelines.errors import PipelineError
@@ -54,10 +56,18 @@ def check_compatible(cfg: RunConfig) -> None:
     from pipelines.models import MODELS
 
     objective = OBJECTIVES.get(cfg.objective.name)
-    family = MODELS.get(cfg.model.arch).family
-    if cfg.model.init_from is None and family not in objective.families:
+    arch = cfg.model.arch
+    if cfg.model.init_from is not None:  # the export's own architecture counts, when it is one we know
+        config = Path(cfg.model.init_from) / "final" / "config.json"
+        config = config if config.is_file() else Path(cfg.model.init_from) / "config.json"
+        model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+        if model_type not in MODELS:
+            return  # a hub name or an unknown family: the head check in load_pretrained decides
+        arch = model_type
+    family = MODELS.get(arch).family
+    if family not in objective.families:
         raise PipelineError(
-            f"objective '{cfg.objective.name}' cannot train model.arch '{cfg.model.arch}' ({family} family); "
+            f"objective '{cfg.objective.name}' cannot train model.arch '{arch}' ({family} family); "
             f"it serves: {', '.join(objective.families)}"
         )
 

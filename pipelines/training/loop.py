@@ -71,21 +71,23 @@ def _accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
 
 
 def _supported_precision(cfg: TrainConfig) -> str | None:
-    """The requested autocast mode, or "no" (with `mixed_precision_fallback`) where the device lacks bf16."""
-    if cfg.mixed_precision != "bf16":
+    """The requested autocast mode, or "no" (with `mixed_precision_fallback`) where the device cannot do it."""
+    if cfg.mixed_precision not in ("bf16", "fp16"):
         return cfg.mixed_precision
-    if torch.cuda.is_available():
+    if cfg.mixed_precision == "fp16":  # accelerate runs fp16 only on accelerators; on CPU it silently stays fp32
+        supported = torch.accelerator.is_available()
+    elif torch.cuda.is_available():
         supported = torch.cuda.is_bf16_supported()
     else:
         supported = not torch.accelerator.is_available() and torch.backends.mkldnn.is_available()
     if supported:
-        return "bf16"
+        return cfg.mixed_precision
     if cfg.mixed_precision_fallback:
         # Runs before the Accelerator exists, so accelerate's logger is not usable yet.
-        warnings.warn("bf16 is not supported on this device; training in fp32", stacklevel=2)
+        warnings.warn(f"{cfg.mixed_precision} is not supported on this device; training in fp32", stacklevel=2)
         return "no"
     raise PipelineError(
-        "train.mixed_precision is bf16 but this device cannot do it; use fp16 or no, "
+        f"train.mixed_precision is {cfg.mixed_precision} but this device cannot do it; choose another mode, "
         "or set train.mixed_precision_fallback=true to fall back to fp32"
     )
 
@@ -110,7 +112,7 @@ class MetricsLog:
         self.path = path
         if accelerator.is_main_process and path.exists():
             # Records written after the checkpoint we resume from belong to a trajectory we replay.
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= resume_step]
             path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
@@ -120,6 +122,14 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
         numbers = {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
         self.accelerator.log(numbers, step=record["step"])
+
+
+def _step_of(line: str) -> float:
+    """The step of a metrics record; a line cut off by a hard kill counts as past every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
 
 
 @contextmanager
@@ -150,8 +160,9 @@ def train(
     eval_collator: Callable,
     evaluate: EvaluateFn,
     resume: bool,
-) -> dict:
-    """Train for `cfg.train.max_steps` optimizer steps; returns the final evaluation and run statistics.
+) -> tuple[dict, torch.nn.Module]:
+    """Train for `cfg.train.max_steps` optimizer steps; returns the final evaluation and run statistics,
+    and the prepared (possibly wrapped) model, which the export must use.
 
     With `train.early_stopping_patience`, training stops once the watched metric has not improved for
     that many evaluations, and the best weights seen are restored before returning.
@@ -184,6 +195,8 @@ def train(
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if eval_loader is not None:
         eval_loader = accelerator.prepare(eval_loader)
+    if tcfg.early_stopping_patience is not None and eval_loader is None:
+        raise PipelineError("train.early_stopping_patience needs validation data to watch")
     if not streaming and len(train_loader) == 0:
         raise PipelineError(
             f"the training set has {len(train_dataset)} examples, fewer than one batch of "
@@ -221,8 +234,10 @@ def train(
         return runtime_before + time.perf_counter() - start
 
     model.train()
+    done = step >= tcfg.max_steps or stopper.should_stop  # resumed at the end: only the final evaluation is left
     with stop_requests() as stop:
-        for batch in _batches(accelerator, train_loader, start_micro_batch=step * tcfg.gradient_accumulation_steps):
+        batches = () if done else _batches(accelerator, train_loader, step * tcfg.gradient_accumulation_steps)
+        for batch in batches:
             if step >= tcfg.max_steps:
                 break
             with accelerator.accumulate(model):
@@ -307,7 +322,7 @@ def train(
     }
     if device_peak and token_flops:
         results["mfu"] = token_flops * per_device / device_peak  # wall time includes evaluation and saving
-    return results
+    return results, model
 
 
 class EarlyStopping:

@@ -39,15 +39,17 @@ def run_task(cfg: RunConfig, build_task: Callable, overwrite: bool = False) -> d
     accelerator = build_accelerator(cfg.train, cfg.output_dir, cfg.seed)
     task = build_task(cfg, accelerator)
     if accelerator.is_main_process:
-        init_output_dir(cfg, overwrite and not resume)
+        init_output_dir(cfg, overwrite)
     accelerator.wait_for_everyone()
 
-    results = train(
+    results, model = train(
         cfg, accelerator, task.model, task.train_dataset, task.eval_dataset,
         task.train_collator, task.eval_collator, task.evaluate, resume,
     )  # fmt: skip
+    # Counted on the unprepared model: ZeRO-3 leaves placeholders in the prepared one.
     results |= {"parameters": sum(p.numel() for p in task.model.parameters()), **task.results}
-    export_final(accelerator, task.model, task.tokenizer, cfg.output_dir, task.model_card(results))
+    # The prepared model: ZeRO-3 and FSDP gather full weights through their wrappers.
+    export_final(accelerator, model, task.tokenizer, cfg.output_dir, task.model_card(results))
     if accelerator.is_main_process:
         (Path(cfg.output_dir) / "eval_results.json").write_text(json.dumps(results, indent=2))
     accelerator.end_training()  # closes trackers and the process group: last

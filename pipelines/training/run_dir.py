@@ -18,12 +18,21 @@ def check_output_dir(cfg: RunConfig, overwrite: bool = False) -> bool:
     `overwrite` is set; nothing is ever silently replaced.
     """
     out = Path(cfg.output_dir)
-    if overwrite or not out.exists() or not any(out.iterdir()):
+    if out.exists() and not out.is_dir():
+        raise PipelineError(f"output_dir {out} is a file")
+    if not out.exists() or not any(out.iterdir()):
         return False
     saved = out / "config.yaml"
-    if not saved.is_file():
+    if not saved.is_file():  # even with --overwrite: never delete a directory that is not a run
         raise PipelineError(f"output_dir {out} is not empty and holds no run (no config.yaml); choose another")
-    previous = yaml.safe_load(saved.read_text())
+    if overwrite:
+        return False
+    try:
+        previous = yaml.safe_load(saved.read_text())
+    except yaml.YAMLError:
+        previous = None
+    if not isinstance(previous, dict):
+        raise PipelineError(f"{saved} is unreadable; pass --overwrite to start this run again")
     if previous != cfg.to_dict():
         changed = sorted(_diff_keys(previous, cfg.to_dict()))
         raise PipelineError(
