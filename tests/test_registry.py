@@ -95,3 +95,20 @@ def test_check_compatible_rejects_wrong_family(monkeypatch):
     monkeypatch.setitem(OBJECTIVES._entries, "clm", fake)
     with pytest.raises(PipelineError, match=r"objective 'clm' cannot train model\.arch 'gpt2' \(causal family\)"):
         check_compatible(load_config())
+
+
+def test_config_choices_match_the_registries():
+    """The choices a config accepts are exactly what the registries can build, so neither drifts."""
+    import typing
+
+    from pipelines.config import DataConfig, ModelConfig, ObjectiveConfig, TokenizerConfig
+    from pipelines.data.sources import SOURCES
+    from pipelines.models import MODELS
+    from pipelines.objectives import OBJECTIVES
+    from pipelines.tokenization import TOKENIZER_KINDS
+
+    pairs = [(DataConfig, "source", SOURCES), (TokenizerConfig, "kind", TOKENIZER_KINDS),
+             (ModelConfig, "arch", MODELS), (ObjectiveConfig, "name", OBJECTIVES)]  # fmt: skip
+    for cls, field, registry in pairs:
+        choices = typing.get_args(typing.get_type_hints(cls)[field])
+        assert sorted(choices) == registry.names(), (cls.__name__, field)
