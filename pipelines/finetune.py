@@ -11,7 +11,7 @@ from pipelines.config import RunConfig
 from pipelines.data.prepare import prepare_classification_data
 from pipelines.errors import PipelineError
 from pipelines.evaluation.classification import evaluate_classification, load_metrics
-from pipelines.models import build_model, load_pretrained, model_shape, resolve_export
+from pipelines.models import init_model, resolve_export
 from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
 from pipelines.tokenization import append_eos_to_sequences, load_tokenizer
 from pipelines.training.run import Task, run_task
@@ -44,10 +44,7 @@ def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
               "label2id": {name: i for i, name in enumerate(data.labels)}}  # fmt: skip
     set_seed(cfg.seed)
     auto_class = auto_class_for(objective)
-    if export:
-        model = load_pretrained(str(export), auto_class, tokenizer, cfg.data.block_size, **labels)
-    else:
-        model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class, **labels)
+    model = init_model(cfg.model, export, auto_class, tokenizer, cfg.data.block_size, **labels)
     if getattr(model.config, "pad_token_id", None) is None:  # causal classifiers find the last token by padding
         model.config.pad_token_id = tokenizer.pad_token_id
     collator = objective.build_collator(tokenizer, cfg.objective)

@@ -11,7 +11,7 @@ from pipelines.config import RunConfig
 from pipelines.data.prepare import prepare_lm_data
 from pipelines.errors import PipelineError
 from pipelines.evaluation.lm import bits_per_byte, evaluate_lm
-from pipelines.models import build_model, load_pretrained, model_shape, resolve_export
+from pipelines.models import init_model, resolve_export
 from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
 from pipelines.tokenization import load_tokenizer
 from pipelines.training.run import Task, run_task
@@ -32,10 +32,7 @@ def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
     tokenizer = load_tokenizer(export or cfg.tokenizer.path)
     set_seed(cfg.seed)
     auto_class = auto_class_for(objective)
-    if export:
-        model = load_pretrained(str(export), auto_class, tokenizer, cfg.data.block_size)
-    else:
-        model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class)
+    model = init_model(cfg.model, export, auto_class, tokenizer, cfg.data.block_size)
     packing = objective.packing(tokenizer)
     with accelerator.main_process_first():  # the main process fills the datasets cache; the others read it
         data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, packing)

@@ -87,6 +87,13 @@ def load_pretrained(path: str, auto_class, tokenizer, block_size: int, **config_
     return auto_class.from_pretrained(path, **config_updates)
 
 
+def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, block_size: int, **config_updates):
+    """The run's starting model: loaded from `export` when fine-tuning or continuing, else built fresh."""
+    if export is not None:
+        return load_pretrained(str(export), auto_class, tokenizer, block_size, **config_updates)
+    return build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
+
+
 def resolve_export(path: str | Path) -> Path:
     """Accept a run directory (uses its `final/`) or an export directory itself."""
     path = Path(path)
