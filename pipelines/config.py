@@ -29,16 +29,18 @@ class ConfigError(PipelineError):
 class DataConfig:
     """Where the text comes from and how it is cut into training examples."""
 
-    source: Literal["builtin", "files", "hub"] = "builtin"
-    """`builtin`: Python standard-library docs (no download); `files`: local files; `hub`: a hub dataset."""
+    source: Literal["builtin", "builtin_code", "files", "parallel", "hub"] = "builtin"
+    """`builtin`: Python standard-library docs (no download); `builtin_code`: (code, summary) pairs from the
+    standard library's functions; `files`: local files; `parallel`: line-aligned files, one per column
+    (`{path}.{column}` for each of `column_names`, e.g. Multi30K's train.en/train.de); `hub`: a hub dataset."""
     path: str | None = None
-    """files: a file, glob or directory; hub: the dataset name (e.g. `wikitext`)."""
+    """files: a file, glob or directory; parallel: the common prefix; hub: the dataset name (e.g. `wikitext`)."""
     name: str | None = None
     """hub: the dataset config name (e.g. `wikitext-2-raw-v1`)."""
     split: str = "train"
     """hub: the split to train on."""
     validation_path: str | None = None
-    """files: a file, glob or directory held out for validation."""
+    """files: a file, glob or directory held out for validation; parallel: its common prefix."""
     validation_split: str | None = None
     """hub: the split to validate on."""
     validation_fraction: float = 0.05
@@ -56,7 +58,7 @@ class DataConfig:
     preprocess: str | None = None
     """A named preprocessing step for a known file layout (`trec_coarse`, `trec_fine`); see data/preprocess.py."""
     column_names: list[str] | None = None
-    """`.csv`/`.tsv` files without a header row: the column names, in order."""
+    """`.csv`/`.tsv` files without a header row: the column names, in order; parallel: the file suffixes."""
     format: Literal["txt", "json", "jsonl", "csv", "tsv", "parquet"] | None = None
     """File type when the suffix does not tell (e.g. `txt` for TREC's `.label` files; None: from the suffix)."""
     encoding: str = "utf-8"
@@ -76,6 +78,27 @@ class DataConfig:
     """Streaming: blocks held in the shuffle buffer."""
     prepared_path: str | None = None
     """Directory of memory-mapped token files: `prepare` writes it once, `pretrain` then reads it instead."""
+    input_template: str | None = None
+    """Text-to-text: the model input as a Python format string over a record's fields
+    (e.g. `translate English to German: {en}`, `{instruction}\n{input}`)."""
+    target_template: str | None = None
+    """Text-to-text: the expected output, likewise (e.g. `{de}`, `{output}`)."""
+    mixture: list[MixtureSource] | None = None
+    """Text-to-text: several sources trained at once, sampled by rate (replaces this section's own source)."""
+
+
+@dataclass(frozen=True)
+class MixtureSource:
+    """One source of a text-to-text mixture: where to read, how to template it, and how often to sample it."""
+
+    name: str | None = None
+    """Label for logs and results (None: the data path or source)."""
+    kind: Literal["text_to_text", "span_corruption"] = "text_to_text"
+    """`text_to_text`: templated (input, target) pairs; `span_corruption`: raw text denoised as in T5 pretraining."""
+    rate: float = 1.0
+    """Relative sampling weight; rates are normalised over the mixture."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Source, columns and templates (lengths come from the run's own `data.block_size` and the objective)."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +107,9 @@ class TokenizerConfig:
 
     path: str = "tokenizers/gpt-builtin"
     """Directory the tokenizer is saved to by `train-tokenizer` and loaded from by `pretrain`."""
-    kind: Literal["byte_bpe", "wordpiece"] = "byte_bpe"
-    """`byte_bpe` (GPT-2 style byte-level BPE) or `wordpiece` (BERT: [CLS] [SEP] [MASK] [PAD] [UNK])."""
+    kind: Literal["byte_bpe", "wordpiece", "unigram"] = "byte_bpe"
+    """`byte_bpe` (GPT-2 style byte-level BPE), `wordpiece` (BERT: [CLS] [SEP] [MASK] [PAD] [UNK]) or
+    `unigram` (T5, SentencePiece-style: <pad> </s> <unk> and sentinels <extra_id_0>...)."""
     vocab_size: int = 4096
     """Target vocabulary size, special tokens included."""
     min_frequency: int = 2
@@ -94,20 +118,26 @@ class TokenizerConfig:
     """Train the tokenizer on at most this many documents (None: all)."""
     lowercase: bool = False
     """`wordpiece`: lower-case (and strip accents from) the text before tokenizing."""
+    num_sentinels: int = 100
+    """`unigram`: sentinel tokens <extra_id_0>...<extra_id_{n-1}> for span corruption."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and size of the model built from scratch."""
 
-    arch: Literal["gpt2", "llama", "bert"] = "gpt2"
-    """`gpt2` (learned positions, GELU MLP, LayerNorm), `llama` (rotary, SwiGLU, RMSNorm) or `bert` (encoder)."""
+    arch: Literal["gpt2", "llama", "bert", "t5", "textcnn", "bilstm", "lstm_lm", "lstm_seq2seq"] = "gpt2"
+    """`gpt2` (learned positions, GELU MLP, LayerNorm), `llama` (rotary, SwiGLU, RMSNorm), `bert` (encoder),
+    `t5` (encoder-decoder, v1.1 gated GELU); baselines: `textcnn`, `bilstm` (classifiers), `lstm_lm`,
+    `lstm_seq2seq` (encoder-decoder with attention)."""
     init_from: str | None = None
     """Fine-tuning: a run directory or export to start from (None: from scratch, shaped by the fields below)."""
     hidden_size: int = 128
     """Width of the residual stream."""
     num_layers: int = 4
-    """Number of transformer blocks."""
+    """Number of transformer blocks (LSTMs: stacked layers; t5/lstm_seq2seq: encoder layers)."""
+    num_decoder_layers: int | None = None
+    """t5, lstm_seq2seq: decoder layers (None: `num_layers`)."""
     num_heads: int = 4
     """Attention heads per block; must divide `hidden_size`."""
     intermediate_size: int | None = None
@@ -120,20 +150,46 @@ class ModelConfig:
     """Embedding rows (None: the tokenizer's size rounded up to a multiple of 64 for faster matmuls)."""
     tie_word_embeddings: bool = True
     """Share input embeddings and output projection."""
+    embedding_size: int | None = None
+    """Baselines: width of the token embeddings (None: `hidden_size`)."""
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
+    """textcnn: widths of the parallel convolutions."""
+    num_filters: int = 100
+    """textcnn: feature maps per convolution width."""
+    pooling: Literal["max", "mean", "last"] = "max"
+    """bilstm: how the sentence vector is read off the states (max/mean over time, or the final states)."""
+    embeddings_from: str | None = None
+    """Baselines: initialise the token embeddings from this export's input embeddings (same tokenizer)."""
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
     """The training objective, which decides how batches are collated and labelled."""
 
-    name: Literal["clm", "mlm", "cls"] = "clm"
-    """`clm`: next-token prediction; `mlm`: masked-token prediction; `cls`: sequence classification."""
+    name: Literal["clm", "mlm", "cls", "span", "seq2seq", "instruct"] = "clm"
+    """`clm`: next-token prediction; `mlm`: masked-token prediction; `cls`: sequence classification;
+    `span`: T5 span corruption on raw text; `seq2seq`: text-to-text (encoder-decoder); `instruct`:
+    text-to-text for a causal LM (prompt, then response; loss on the response only)."""
     mlm_probability: float = 0.15
     """`mlm`: fraction of tokens selected for prediction (80% → [MASK], 10% → random, 10% unchanged)."""
     whole_word_mask: bool = False
     """`mlm`: select whole words (all WordPiece pieces of a word) rather than single tokens."""
-    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
-    """`cls`: metrics to report: accuracy, f1, f1_macro, precision, recall, matthews_correlation."""
+    noise_density: float = 0.15
+    """`span`: fraction of tokens corrupted."""
+    mean_span_length: float = 3.0
+    """`span`: mean length of a corrupted span."""
+    max_target_length: int = 128
+    """Text-to-text: longest target, in tokens (EOS included)."""
+    overlong: Literal["truncate", "refuse"] = "truncate"
+    """Text-to-text inputs longer than `data.block_size` or targets longer than `max_target_length`:
+    cut (and count them in the results) or refuse the data."""
+    metrics: list[str] | None = None
+    """Metrics to report (None: `accuracy` for `cls`, `rouge` and `exact_match` for text-to-text). `cls`: accuracy,
+    f1, f1_macro, precision, recall, matthews_correlation; text-to-text: rouge, bleu, chrf, exact_match."""
+    num_beams: int = 1
+    """Text-to-text evaluation: beams for generation (1: greedy)."""
+    max_new_tokens: int = 64
+    """Text-to-text evaluation: longest generated output."""
 
 
 @dataclass(frozen=True)
@@ -386,7 +442,19 @@ def _check_values(cfg: RunConfig) -> None:
         "model.intermediate_size": cfg.model.intermediate_size,
         "tokenizer.max_training_documents": cfg.tokenizer.max_training_documents,
         "train.early_stopping_patience": cfg.train.early_stopping_patience,
+        "model.num_decoder_layers": cfg.model.num_decoder_layers,
+        "model.embedding_size": cfg.model.embedding_size,
     }
+    positive |= {
+        "tokenizer.num_sentinels": cfg.tokenizer.num_sentinels,
+        "model.num_filters": cfg.model.num_filters,
+        "objective.max_target_length": cfg.objective.max_target_length,
+        "objective.num_beams": cfg.objective.num_beams,
+        "objective.max_new_tokens": cfg.objective.max_new_tokens,
+        "objective.mean_span_length": cfg.objective.mean_span_length,
+    }
+    positive |= {f"model.kernel_sizes[{i}]": k for i, k in enumerate(cfg.model.kernel_sizes)}
+    positive |= {f"data.mixture[{i}].rate": m.rate for i, m in enumerate(cfg.data.mixture or [])}
     for key, value in positive.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"'{key}' must be positive, got {value}")
@@ -399,13 +467,25 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"'data.validation_fraction' must be in [0, 1), got {cfg.data.validation_fraction}")
     if not 0.0 < cfg.objective.mlm_probability < 1.0:
         raise ConfigError(f"'objective.mlm_probability' must be in (0, 1), got {cfg.objective.mlm_probability}")
+    if not 0.0 < cfg.objective.noise_density < 1.0:
+        raise ConfigError(f"'objective.noise_density' must be in (0, 1), got {cfg.objective.noise_density}")
+    if cfg.objective.mean_span_length < 1:
+        raise ConfigError(f"'objective.mean_span_length' must be at least 1, got {cfg.objective.mean_span_length}")
+    if cfg.data.mixture is not None:
+        if not cfg.data.mixture:
+            raise ConfigError("'data.mixture' is empty; list at least one source or remove it")
+        for i, source in enumerate(cfg.data.mixture):
+            if source.data.mixture is not None:
+                raise ConfigError(f"'data.mixture[{i}].data.mixture': mixtures do not nest")
+            if source.data.source in ("files", "parallel", "hub") and not source.data.path:
+                raise ConfigError(f"'data.mixture[{i}].data.path' is required for source '{source.data.source}'")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(
             f"'model.num_heads' ({cfg.model.num_heads}) must divide 'model.hidden_size' ({cfg.model.hidden_size})"
         )
-    if cfg.data.source in ("files", "hub") and not cfg.data.path:
+    if cfg.data.mixture is None and cfg.data.source in ("files", "parallel", "hub") and not cfg.data.path:
         raise ConfigError(f"'data.path' is required when 'data.source' is '{cfg.data.source}'")
     mpe = cfg.model.max_position_embeddings
     if mpe is not None and mpe < cfg.data.block_size:

@@ -34,7 +34,7 @@ def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
     tokenizer = append_eos_to_sequences(load_tokenizer(export or cfg.tokenizer.path))
     if tokenizer.pad_token_id is None:
         raise PipelineError("the tokenizer has no pad token, which batching sentences of different lengths needs")
-    metrics = load_metrics(cfg.objective.metrics)
+    metrics = load_metrics(cfg.objective.metrics or ["accuracy"])
 
     with accelerator.main_process_first():
         data = prepare_classification_data(cfg.data, cfg.seed, tokenizer)
