@@ -70,7 +70,7 @@ def cmd_prepare(args) -> None:
     if cfg.data.streaming:
         raise PipelineError("prepare writes token files from an in-memory source: unset data.streaming")
     tokenizer = load_tokenizer(cfg.tokenizer.path)
-    meta = prepare_token_files(cfg.data, cfg.seed, tokenizer, objective.packing(tokenizer), target)
+    meta = prepare_token_files(cfg.data, cfg.seed, tokenizer, objective.packing(tokenizer, cfg), target)
     counts = ", ".join(f"{name}: {split['tokens']:,} tokens" for name, split in meta["splits"].items())
     print(f"prepared {counts} in {target}")
 

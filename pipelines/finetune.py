@@ -1,4 +1,4 @@
-"""`finetune`: an exported model (or a fresh one) → a sequence classifier, through the shared run."""
+"""`finetune`: an exported model (or a fresh one) → a sequence classifier or a text-to-text model, through the shared run."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pipelines.errors import PipelineError
 from pipelines.evaluation.classification import evaluate_classification, load_metrics
 from pipelines.models import init_model, resolve_export
 from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
+from pipelines.text_to_text import build_text_to_text_task
 from pipelines.tokenization import append_eos_to_sequences, load_tokenizer
 from pipelines.training.run import Task, run_task
 
@@ -23,11 +24,13 @@ def finetune(cfg: RunConfig, overwrite: bool = False) -> dict:
 
 
 def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
-    """Classifier, encoded examples, padding collator and metric evaluator."""
+    """Classifier, encoded examples, padding collator and metric evaluator (text-to-text objectives: see there)."""
     check_compatible(cfg)
+    objective = OBJECTIVES.get(cfg.objective.name)
+    if objective.encode_pairs is not None:
+        return build_text_to_text_task(cfg, accelerator)
     if cfg.data.streaming:
         raise PipelineError("data.streaming is for pretraining corpora; fine-tuning data is loaded in memory")
-    objective = OBJECTIVES.get(cfg.objective.name)
     if objective.packing is not None:
         raise PipelineError(f"objective '{cfg.objective.name}' is a pretraining objective: use `pretrain`")
     export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None

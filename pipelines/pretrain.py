@@ -13,6 +13,7 @@ from pipelines.errors import PipelineError
 from pipelines.evaluation.lm import bits_per_byte, evaluate_lm
 from pipelines.models import init_model, resolve_export
 from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
+from pipelines.text_to_text import build_text_to_text_task
 from pipelines.tokenization import load_tokenizer
 from pipelines.training.run import Task, run_task
 
@@ -26,6 +27,8 @@ def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
     """Model, packed data, collators and evaluator for a language-modelling objective."""
     check_compatible(cfg)
     objective = OBJECTIVES.get(cfg.objective.name)
+    if objective.encode_pairs is not None:  # multi-task text-to-text pretraining (maybe with span corruption)
+        return build_text_to_text_task(cfg, accelerator)
     if objective.packing is None:
         raise PipelineError(f"objective '{cfg.objective.name}' trains on labelled examples: use `finetune`")
     export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None
@@ -33,7 +36,7 @@ def build_pretrain_task(cfg: RunConfig, accelerator) -> Task:
     set_seed(cfg.seed)
     auto_class = auto_class_for(objective)
     model = init_model(cfg.model, export, auto_class, tokenizer, cfg.data.block_size)
-    packing = objective.packing(tokenizer)
+    packing = objective.packing(tokenizer, cfg)
     with accelerator.main_process_first():  # the main process fills the datasets cache; the others read it
         data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, packing)
 

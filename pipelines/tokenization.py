@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from pipelines.config import TokenizerConfig
@@ -76,6 +76,33 @@ def wordpiece(cfg: TokenizerConfig) -> TokenizerRecipe:
         )
 
     return TokenizerRecipe(tokenizer, trainer, roles | inputs, post_processor)
+
+
+@TOKENIZER_KINDS.register("unigram")
+def unigram(cfg: TokenizerConfig) -> TokenizerRecipe:
+    """T5 / SentencePiece-style Unigram: `<pad>` 0, `</s>` 1, `<unk>` 2, sentinels `<extra_id_N>`; `A </s>`.
+
+    Like T5's SentencePiece model, runs of whitespace (newlines included) become one space: the text is
+    split on `▁`-marked words, and a layout-free vocabulary spends its entries on words instead.
+    """
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " ")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    sentinels = [f"<extra_id_{i}>" for i in range(cfg.num_sentinels)]
+    roles = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    trainer = trainers.UnigramTrainer(
+        vocab_size=cfg.vocab_size,
+        special_tokens=[*roles.values(), *sentinels],
+        unk_token="<unk>",
+        show_progress=True,
+    )
+
+    def post_processor(trained: Tokenizer) -> processors.PostProcessor:
+        eos = ("</s>", trained.token_to_id("</s>"))
+        return processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[eos])
+
+    return TokenizerRecipe(tokenizer, trainer, roles | {"extra_special_tokens": sentinels}, post_processor)
 
 
 def train_tokenizer(cfg: TokenizerConfig, dataset: Dataset, text_column: str) -> PreTrainedTokenizerFast:

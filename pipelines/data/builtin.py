@@ -4,11 +4,16 @@ Documents are read from the interpreter's stdlib sources with `ast` (never impor
 one document per module (module, class and function docstrings, each under its qualified name) plus
 one per topic of the language reference that ships in `pydoc_data/topics.py`. About 2 MB of text.
 The order is sorted and the content depends only on the interpreter, so the corpus is deterministic.
+
+The same files give a built-in text-to-text task: each documented public function's code (docstring
+removed) paired with the first sentence of its docstring, a one-line summary.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
+import re
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -76,3 +81,40 @@ def iter_builtin_documents(python_version: str = sys.version) -> Iterator[dict[s
     root = stdlib_root()
     yield from iter_module_documents(root)
     yield from iter_topic_documents(root)
+
+
+def iter_code_summaries(python_version: str = sys.version) -> Iterator[dict[str, str]]:
+    """(code, summary) pairs: a documented public function or method without its docstring, and the
+    docstring's first sentence. Summaries of 3 to 25 words only: shorter ones say little, longer ones
+    are rarely one-line summaries. `python_version` keys the `datasets` cache, as above."""
+    root = stdlib_root()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if set(rel.parts[:-1]) & _SKIP_DIRS:
+            continue
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError, OSError):
+            continue
+        for node in _iter_public_functions(tree.body):
+            summary = _first_sentence(ast.get_docstring(node) or "")
+            if not 3 <= len(summary.split()) <= 25 or len(node.body) < 2:
+                continue
+            bare = copy.copy(node)
+            bare.body = node.body[1:]  # the docstring is the answer, so it leaves the code
+            yield {"code": ast.unparse(bare), "summary": summary, "source": f"{rel}:{node.lineno}"}
+
+
+def _iter_public_functions(body: list[ast.stmt]) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            yield node
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            yield from _iter_public_functions(node.body)
+
+
+def _first_sentence(doc: str) -> str:
+    """The docstring's first paragraph, on one line, up to its first full stop."""
+    paragraph = " ".join(doc.split("\n\n", 1)[0].split())
+    match = re.match(r"(.+?[.!?])(\s|$)", paragraph)
+    return match.group(1) if match else paragraph

@@ -38,7 +38,8 @@ def tokenize_splits(cfg: DataConfig, seed: int, tokenizer, separator_id: int) ->
 
 def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
     """Blocks of `block_size` for every split: from prepared token files, or tokenized and packed in memory."""
-    if cfg.block_size <= len(packing.prefix) + len(packing.suffix):
+    block_size = packing.block_size or cfg.block_size
+    if block_size <= len(packing.prefix) + len(packing.suffix):
         raise PipelineError(f"data.block_size ({cfg.block_size}) leaves no room between the block's special tokens")
     if cfg.prepared_path:
         return _load_prepared(cfg, tokenizer, packing)
@@ -53,8 +54,8 @@ def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
         batched=True,
         num_proc=cfg.num_proc,
         remove_columns=tokenized["train"].column_names,
-        fn_kwargs={"block_size": cfg.block_size, "prefix": packing.prefix, "suffix": packing.suffix},
-        desc=f"packing into blocks of {cfg.block_size}",
+        fn_kwargs={"block_size": block_size, "prefix": packing.prefix, "suffix": packing.suffix},
+        desc=f"packing into blocks of {block_size}",
     )
     return LMData(blocks=dict(blocks), bytes_per_token=bytes_per_token)
 
@@ -78,7 +79,7 @@ def _stream(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
             "tokenizer": tokenizer, "text_column": cfg.text_column, "separator_id": packing.separator_id})
         for name, split in raw.items()
     }  # fmt: skip
-    pack = {"block_size": cfg.block_size, "prefix": packing.prefix, "suffix": packing.suffix}
+    pack = {"block_size": packing.block_size or cfg.block_size, "prefix": packing.prefix, "suffix": packing.suffix}
     blocks = {
         name: split.map(pack_blocks, batched=True, remove_columns=["input_ids", "num_tokens", "num_bytes"],
                         fn_kwargs=pack)
@@ -108,7 +109,9 @@ def _load_prepared(cfg: DataConfig, tokenizer, packing) -> LMData:
             f"the tokens at {directory} were prepared with another tokenizer or objective; run `prepare` again"
         )
     blocks = {
-        name: TokenBlocks(directory / f"{name}.bin", meta["dtype"], cfg.block_size, packing.prefix, packing.suffix)
+        name: TokenBlocks(
+            directory / f"{name}.bin", meta["dtype"], packing.block_size or cfg.block_size, packing.prefix, packing.suffix
+        )
         for name in meta["splits"]
     }
     bytes_per_token = {name: split["bytes"] / max(1, split["tokens"]) for name, split in meta["splits"].items()}

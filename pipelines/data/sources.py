@@ -12,7 +12,7 @@ import datasets
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from pipelines.config import DataConfig
-from pipelines.data.builtin import iter_builtin_documents
+from pipelines.data.builtin import iter_builtin_documents, iter_code_summaries
 from pipelines.data.preprocess import PREPROCESSORS
 from pipelines.errors import PipelineError
 from pipelines.registry import Registry
@@ -126,12 +126,46 @@ def load_builtin(cfg: DataConfig) -> tuple[Dataset, None]:
     return builder.from_generator(iter_builtin_documents, gen_kwargs={"python_version": sys.version}), None
 
 
+@SOURCES.register("builtin_code")
+def load_builtin_code(cfg: DataConfig) -> tuple[Dataset, None]:
+    """(code, summary) pairs from the standard library's documented functions: the built-in text-to-text task."""
+    builder = IterableDataset if cfg.streaming else Dataset
+    return builder.from_generator(iter_code_summaries, gen_kwargs={"python_version": sys.version}), None
+
+
 @SOURCES.register("files")
 def load_files(cfg: DataConfig) -> tuple[Dataset, Dataset | None]:
     """Local `.txt`, `.json(l)`, `.csv`, `.tsv` or `.parquet` files; empty text rows are dropped."""
     train = _load_file_split(cfg.path, cfg)
     validation = _load_file_split(cfg.validation_path, cfg) if cfg.validation_path else None
     return train, validation
+
+
+@SOURCES.register("parallel")
+def load_parallel(cfg: DataConfig) -> tuple[Dataset, Dataset | None]:
+    """Line-aligned files, one per column: `{path}.{column}` (e.g. train.en + train.de → rows {en, de})."""
+    if not cfg.column_names or len(cfg.column_names) < 2:
+        raise PipelineError("data.source 'parallel' needs data.column_names, the file suffixes (e.g. [en, de])")
+    if cfg.streaming:
+        raise PipelineError("data.source 'parallel' reads line files into memory: unset data.streaming")
+    train = _load_parallel_split(cfg.path, cfg)
+    validation = _load_parallel_split(cfg.validation_path, cfg) if cfg.validation_path else None
+    return train, validation
+
+
+def _load_parallel_split(prefix: str, cfg: DataConfig) -> Dataset:
+    columns = {}
+    for name in cfg.column_names:
+        path = Path(f"{prefix}.{name}")
+        try:
+            columns[name] = path.read_text(encoding=cfg.encoding).splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise PipelineError(f"cannot read {path}: {err}") from None
+    lengths = {name: len(lines) for name, lines in columns.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{prefix}.{name}: {n} lines" for name, n in lengths.items())
+        raise PipelineError(f"parallel files differ in length ({shown}); line i of each must be a translation pair")
+    return Dataset.from_dict(columns)
 
 
 @SOURCES.register("hub")

@@ -23,7 +23,7 @@ def evaluate_lm(model, loader, accelerator, shift_labels: bool, max_batches: int
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        labels = batch.pop("labels")
+        labels = batch["labels"]  # also passed in: an encoder-decoder builds its decoder inputs from them
         logits = model(**batch).logits  # (B, T, V)
         if shift_labels:
             logits, labels = logits[:, :-1], labels[:, 1:]

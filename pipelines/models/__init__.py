@@ -59,6 +59,8 @@ def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_update
     """A freshly initialised model of architecture `cfg.arch` with the head of `auto_class`."""
     config = MODELS.get(cfg.arch).build_config(cfg, shape)
     config.update(config_updates)
+    if type(config) not in auto_class._model_mapping:
+        raise PipelineError(f"model.arch '{cfg.arch}' has no {auto_class.__name__} head")
     return auto_class.from_config(config)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import BertConfig, GPT2Config, LlamaConfig
+from transformers import BertConfig, GPT2Config, LlamaConfig, T5Config
 
 from pipelines.config import ModelConfig
 from pipelines.models import MODELS, ModelShape, ModelSpec
@@ -64,6 +64,32 @@ def bert_config(cfg: ModelConfig, shape: ModelShape) -> BertConfig:
     )
 
 
+def t5_config(cfg: ModelConfig, shape: ModelShape) -> T5Config:
+    """T5 v1.1: encoder-decoder, relative position buckets (no position table), gated-GELU MLP.
+
+    transformers 5 always ties T5's output layer to its embeddings (`tie_word_embeddings` only decides whether
+    decoder outputs are scaled by d^-1/2), so the head is tied and scaled: unscaled, the initial logits have
+    std √d and the loss starts near 80 instead of ln V.
+    """
+    # d_ff = 2·d as in T5 v1.1 small (d_model 512, d_ff 1024); the gate makes the MLP three matrices.
+    return T5Config(
+        vocab_size=shape.vocab_size,
+        d_model=cfg.hidden_size,
+        d_kv=cfg.hidden_size // cfg.num_heads,
+        d_ff=cfg.intermediate_size or 2 * cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
+        num_heads=cfg.num_heads,
+        dropout_rate=cfg.dropout,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=True,
+        pad_token_id=shape.pad_token_id,
+        eos_token_id=shape.eos_token_id,
+        decoder_start_token_id=shape.pad_token_id,  # T5 starts decoding from <pad>
+    )
+
+
 MODELS.register("gpt2", ModelSpec(family="causal", build_config=gpt2_config))
 MODELS.register("llama", ModelSpec(family="causal", build_config=llama_config))
 MODELS.register("bert", ModelSpec(family="masked", build_config=bert_config))
+MODELS.register("t5", ModelSpec(family="seq2seq", build_config=t5_config))

@@ -19,6 +19,9 @@ class Packing:
     separator_id: int
     prefix: tuple[int, ...] = ()
     suffix: tuple[int, ...] = ()
+    block_size: int | None = None
+    """Tokens per packed block, prefix and suffix included (None: `data.block_size`; span corruption packs
+    longer raw blocks that shrink to `data.block_size` when corrupted)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,12 @@ class Objective:
     scores_all_tokens: bool = False
     """True when every token is a target, so loss converts to bits per byte."""
     packing: Callable | None = None
-    """`packing(tokenizer) -> Packing` for objectives trained on packed text; None for labelled examples."""
+    """`packing(tokenizer, cfg) -> Packing` for objectives trained on packed text; None for labelled examples."""
+    encode_pairs: Callable | None = None
+    """Text-to-text objectives: `encode_pairs(sources, targets, tokenizer, max_input_length, max_target_length)`
+    → `input_ids`, `labels` and per-example `input_truncated` / `target_truncated` flags."""
+    default_metrics: tuple[str, ...] = ()
+    """Metrics reported when `objective.metrics` is unset."""
 
 
 OBJECTIVES = Registry("objective")
@@ -72,4 +80,4 @@ def check_compatible(cfg: RunConfig) -> None:
         )
 
 
-from pipelines.objectives import classification, clm, mlm  # noqa: E402, F401
+from pipelines.objectives import classification, clm, instruct, mlm, seq2seq  # noqa: E402, F401

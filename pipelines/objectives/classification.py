@@ -18,5 +18,6 @@ OBJECTIVES.register(
         families=("causal", "masked"),
         auto_class="AutoModelForSequenceClassification",
         build_collator=build_cls_collator,
+        default_metrics=("accuracy",),
     ),
 )

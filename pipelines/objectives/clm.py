@@ -42,7 +42,7 @@ def build_clm_collator(tokenizer, cfg=None, eval_seed: int | None = None) -> Cau
     return CausalLMCollator(pad_token_id=pad)
 
 
-def clm_packing(tokenizer) -> Packing:
+def clm_packing(tokenizer, cfg=None) -> Packing:
     """EOS after every document; blocks are plain slices of the stream."""
     if tokenizer.eos_token_id is None:
         raise PipelineError("the tokenizer has no EOS token, which causal LM packing needs between documents")

@@ -82,7 +82,7 @@ def build_mlm_collator(tokenizer, cfg: ObjectiveConfig, eval_seed: int | None = 
     )
 
 
-def mlm_packing(tokenizer) -> Packing:
+def mlm_packing(tokenizer, cfg=None) -> Packing:
     """[SEP] after every document; each block is `[CLS] … [SEP]`, as BERT saw its inputs."""
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise PipelineError("masked LM packing needs [CLS] and [SEP] tokens (train a `wordpiece` tokenizer)")

@@ -6,10 +6,13 @@ import shutil
 from pathlib import Path
 
 
-def export_final(accelerator, model, tokenizer, output_dir: str | Path, card: str) -> Path:
+def export_final(accelerator, model, tokenizer, output_dir: str | Path, card: str, generation: dict | None = None,
+                 files: dict[str, str] | None = None) -> Path:  # fmt: skip
     """Save a self-contained export that `transformers` Auto classes and `pipeline(...)` load with no code of ours.
 
-    Written to `final.tmp/` and renamed, so a crash never leaves a half-written `final/`.
+    `generation` overrides the saved generation defaults (sampling, for a plain LM); `files` are extra
+    text files (name → content) for the export. Written to `final.tmp/` and renamed, so a crash never
+    leaves a half-written `final/`.
     """
     out = Path(output_dir)
     final, tmp = out / "final", out / "final.tmp"
@@ -25,9 +28,12 @@ def export_final(accelerator, model, tokenizer, output_dir: str | Path, card: st
             gen.bos_token_id, gen.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
             gen.pad_token_id = tokenizer.pad_token_id
             gen.do_sample, gen.top_k, gen.max_new_tokens = True, 50, 100
+            gen.update(**(generation or {}))
         unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card)
+        for name, content in (files or {}).items():
+            (tmp / name).write_text(content)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     accelerator.wait_for_everyone()

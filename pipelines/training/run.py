@@ -31,6 +31,10 @@ class Task:
     """Markdown for `final/README.md`, given the results."""
     results: dict = field(default_factory=dict)
     """Extra figures for `eval_results.json` (bytes per token, label names, ...)."""
+    generation: dict = field(default_factory=dict)
+    """Generation defaults saved with the export (e.g. greedy, beams), over the sampling defaults."""
+    export_files: dict[str, str] = field(default_factory=dict)
+    """Extra files for `final/` (name → text), e.g. the prompt templates."""
 
 
 def run_task(cfg: RunConfig, build_task: Callable, overwrite: bool = False) -> dict:
@@ -49,7 +53,8 @@ def run_task(cfg: RunConfig, build_task: Callable, overwrite: bool = False) -> d
     # Counted on the unprepared model: ZeRO-3 leaves placeholders in the prepared one.
     results |= {"parameters": sum(p.numel() for p in task.model.parameters()), **task.results}
     # The prepared model: ZeRO-3 and FSDP gather full weights through their wrappers.
-    export_final(accelerator, model, task.tokenizer, cfg.output_dir, task.model_card(results))
+    export_final(accelerator, model, task.tokenizer, cfg.output_dir, task.model_card(results), task.generation,
+                 task.export_files)  # fmt: skip
     if accelerator.is_main_process:
         (Path(cfg.output_dir) / "eval_results.json").write_text(json.dumps(results, indent=2))
     accelerator.end_training()  # closes trackers and the process group: last

@@ -21,7 +21,7 @@ from pipelines.evaluation.classification import (
     parse_metric,
 )
 
-BUNDLED = ["accuracy", "f1", "matthews_correlation", "precision", "recall"]
+BUNDLED = ["accuracy", "chrf", "exact_match", "f1", "matthews_correlation", "precision", "recall", "rouge", "sacrebleu"]
 
 # Binary hand example: TP = 2 (rows 0, 1), FP = 1 (row 2), FN = 1 (row 3), TN = 2 (rows 4, 5)
 REFS = [1, 1, 0, 1, 0, 0]
