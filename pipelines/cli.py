@@ -109,15 +109,23 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    """Generate from an exported run (fill-mask for masked LMs): prompts from arguments, a file, stdin, or -i."""
-    from pipelines.generation import GenerationSettings, load_generator, read_prompts
+    """Generate from an exported run (fill-mask for masked LMs): prompts from arguments, a file, stdin, -i, or
+    --instruction/--input for instruction-tuned models."""
+    from pipelines.generation import GenerationSettings, instruction_prompt, load_generator, read_prompts
 
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, num_return_sequences=args.num_return_sequences,
-        greedy=args.greedy, seed=args.seed,
+        greedy=args.greedy, num_beams=args.num_beams, seed=args.seed,
     )  # fmt: skip
     generator = load_generator(args.run)
+    if args.instruction is not None:  # the prompt comes from the export's template; print only the answer
+        if args.prompts or args.prompt_file or args.interactive:
+            raise PipelineError("--instruction builds the prompt itself: drop the other prompt arguments")
+        generator(instruction_prompt(args.run, args.instruction, args.input), settings, echo=False)
+        return
+    if args.input is not None:
+        raise PipelineError("--input goes with --instruction")
     if args.interactive:
         print("Type a prompt and press Enter; an empty line or Ctrl-D quits.", file=sys.stderr)
         prompts = _interactive_prompts()
@@ -138,6 +146,15 @@ def _interactive_prompts():
         if not prompt.strip():
             return
         yield prompt
+
+
+def cmd_compare(args) -> None:
+    """Compare finished runs: one Markdown table per task, plots against time and FLOPs, and JSON."""
+    from pipelines.reporting import compare_runs
+
+    report = compare_runs([Path(r) for r in args.runs], Path(args.out), strict=args.single_task)
+    print((Path(args.out) / "report.md").read_text())
+    print(f"{len(report['tasks'])} task(s); report, JSON and plots in {args.out}")
 
 
 def cmd_quickstart(args) -> None:
@@ -210,8 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetition-penalty", type=float, default=None)
     p.add_argument("--num-return-sequences", type=int, default=1)
     p.add_argument("--greedy", action="store_true", help="always pick the most likely token")
+    p.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (no sampling)")
+    p.add_argument("--instruction", help="instruction-tuned models: build the prompt with the saved template")
+    p.add_argument("--input", help="with --instruction: the optional input (context) of the instruction")
     p.add_argument("--seed", type=int, default=None, help="same seed, same text")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("compare", help=cmd_compare.__doc__)
+    p.add_argument("runs", nargs="+", help="finished run directories (each with config.yaml and eval_results.json)")
+    p.add_argument("--out", required=True, help="directory for report.md, report.json and the PNG plots")
+    p.add_argument("--single-task", action="store_true", help="refuse runs of different tasks instead of grouping")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("quickstart", help=cmd_quickstart.__doc__)
     _add_run_args(p)

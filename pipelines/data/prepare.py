@@ -110,7 +110,11 @@ def _load_prepared(cfg: DataConfig, tokenizer, packing) -> LMData:
         )
     blocks = {
         name: TokenBlocks(
-            directory / f"{name}.bin", meta["dtype"], packing.block_size or cfg.block_size, packing.prefix, packing.suffix
+            directory / f"{name}.bin",
+            meta["dtype"],
+            packing.block_size or cfg.block_size,
+            packing.prefix,
+            packing.suffix,
         )
         for name in meta["splits"]
     }

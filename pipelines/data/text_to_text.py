@@ -117,8 +117,11 @@ def _encode_source(cfg: RunConfig, data: DataConfig, name: str, tokenizer, encod
         num_proc=data.num_proc,
         remove_columns=raw["train"].column_names,
         fn_kwargs={
-            "tokenizer": tokenizer, "input_template": data.input_template, "target_template": data.target_template,
-            "encode": encode, "max_input_length": cfg.data.block_size,
+            "tokenizer": tokenizer,
+            "input_template": data.input_template,
+            "target_template": data.target_template,
+            "encode": encode,
+            "max_input_length": cfg.data.block_size,
             "max_target_length": cfg.objective.max_target_length,
         },  # fmt: skip
         desc=f"{name}: tokenizing",

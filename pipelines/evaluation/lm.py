@@ -17,14 +17,16 @@ def evaluate_lm(model, loader, accelerator, shift_labels: bool, max_batches: int
     """
     was_training = model.training
     model.eval()
+    encoder_decoder = getattr(getattr(accelerator.unwrap_model(model), "config", None), "is_encoder_decoder", False)
     total_nll = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     total_tokens = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     total_correct = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        labels = batch["labels"]  # also passed in: an encoder-decoder builds its decoder inputs from them
-        logits = model(**batch).logits  # (B, T, V)
+        labels = batch.pop("labels")
+        # An encoder-decoder builds its decoder inputs from the labels; other models need not compute a loss.
+        logits = model(**batch, **({"labels": labels} if encoder_decoder else {})).logits  # (B, T, V)
         if shift_labels:
             logits, labels = logits[:, :-1], labels[:, 1:]
         nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (B, T)

@@ -72,18 +72,27 @@ def evaluate_text_to_text(model, loader, accelerator, tokenizer, metrics, decode
     was_training = unwrapped.training
     unwrapped.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = unwrapped.config
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     inputs, targets, predictions = [], [], []
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
         prompt = prompts_of(batch, decoder_only, pad)
-        output = unwrapped.generate(**prompt, num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False,
+        new_tokens = max_new_tokens
+        if decoder_only and positions:  # a learned position table ends: never generate past it
+            new_tokens = min(max_new_tokens, positions - prompt["input_ids"].shape[1])
+        output = unwrapped.generate(**prompt, num_beams=num_beams, max_new_tokens=new_tokens, do_sample=False,
                                     pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
         if decoder_only:
             output = output[:, prompt["input_ids"].shape[1] :]
         labels = batch["labels"].masked_fill(batch["labels"] == -100, pad)
-        tensors = [accelerator.pad_across_processes(t, dim=1, pad_index=pad) for t in (prompt["input_ids"], labels, output)]
-        for store, tensor in zip((inputs, targets, predictions), accelerator.gather_for_metrics(tuple(tensors)), strict=True):
+        tensors = [
+            accelerator.pad_across_processes(t, dim=1, pad_index=pad) for t in (prompt["input_ids"], labels, output)
+        ]
+        for store, tensor in zip(
+            (inputs, targets, predictions), accelerator.gather_for_metrics(tuple(tensors)), strict=True
+        ):
             store += tokenizer.batch_decode(tensor, skip_special_tokens=True)
     unwrapped.train(was_training)
     results |= score(metrics, [p.strip() for p in predictions], [t.strip() for t in targets])

@@ -1,7 +1,9 @@
-"""Load an exported run and generate: continuations from causal LMs (streamed), top-k fills from masked LMs."""
+"""Load an exported run and generate: continuations from causal LMs and outputs of encoder-decoders (both
+streamed), top-k fills from masked LMs; instruction prompts built with the export's saved templates."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,7 +11,15 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TextStreamer, pipeline, set_seed
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    TextStreamer,
+    pipeline,
+    set_seed,
+)
 
 from pipelines.errors import PipelineError
 from pipelines.models import resolve_export
@@ -27,6 +37,8 @@ class GenerationSettings:
     repetition_penalty: float | None = None
     num_return_sequences: int = 1
     greedy: bool = False
+    num_beams: int = 1
+    """Beam search width (more than 1: deterministic beam search instead of sampling)."""
     seed: int | None = None
 
     def __post_init__(self):
@@ -38,6 +50,9 @@ class GenerationSettings:
             (self.top_p is not None and not 0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
             (self.repetition_penalty is not None and self.repetition_penalty <= 0, "--repetition-penalty must be > 0"),
             (self.greedy and self.num_return_sequences > 1, "--greedy gives one sequence; drop --num-return-sequences"),
+            (self.num_beams < 1, "--num-beams must be at least 1"),
+            (self.num_return_sequences > max(self.num_beams, 1) and self.num_beams > 1,
+             "--num-return-sequences cannot exceed --num-beams"),
         ]  # fmt: skip
         for failed, message in problems:
             if failed:
@@ -46,6 +61,9 @@ class GenerationSettings:
     def generate_kwargs(self) -> dict:
         """Keyword arguments for `model.generate`; greedy decoding ignores the sampling knobs."""
         kwargs = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": self.num_return_sequences}
+        if self.num_beams > 1:
+            return kwargs | {"do_sample": False, "num_beams": self.num_beams, "top_k": None, "top_p": None,
+                             "temperature": None}  # fmt: skip
         if self.greedy:
             return kwargs | {"do_sample": False, "top_k": None, "top_p": None, "temperature": None}
         top_k = 50 if self.top_k is None else self.top_k
@@ -58,16 +76,39 @@ class GenerationSettings:
 def load_generator(path: str | Path) -> Callable[[str, GenerationSettings], None]:
     """A function that prints the model's answer to a prompt, chosen by the export's head."""
     export = resolve_export(path)
-    architectures = AutoConfig.from_pretrained(str(export)).architectures or []
+    config = AutoConfig.from_pretrained(str(export))
+    architectures = config.architectures or []
     if any(a.endswith("ForMaskedLM") for a in architectures):
         return partial(_print_fills, pipeline("fill-mask", model=str(export)))
-    if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures):
+    if config.is_encoder_decoder or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         return partial(_print_continuations, *load_for_generation(export))
     raise PipelineError(f"{export} holds a {', '.join(architectures)}, which does not generate text")
 
 
-def _print_continuations(model, tokenizer, prompt: str, settings: GenerationSettings) -> None:
-    texts = generate(model, tokenizer, prompt, settings, stream=True)
+def instruction_prompt(path: str | Path, instruction: str, input_text: str | None = None) -> str:
+    """The prompt an instruction-tuned export was trained on: its saved input template filled with the
+    instruction (and input), wrapped in the tokenizer's chat template when it has one (causal LMs)."""
+    export = resolve_export(path)
+    saved = export / "prompt_templates.json"
+    if not saved.is_file():
+        raise PipelineError(f"{export} was not trained on templated data (no prompt_templates.json): pass a prompt")
+    from pipelines.data.text_to_text import template_fields
+
+    templates = json.loads(saved.read_text())
+    usable = [t for t in templates.values() if "instruction" in template_fields(t)]
+    usable = [t for t in usable if set(template_fields(t)) <= {"instruction", "input"}]
+    if not usable:
+        raise PipelineError(f"no saved template of {export} takes an instruction: {', '.join(templates.values())}")
+    content = usable[0].format(instruction=instruction, input=input_text or "").strip()
+    tokenizer = AutoTokenizer.from_pretrained(str(export))
+    if tokenizer.chat_template is None:
+        return content
+    messages = [{"role": "user", "content": content}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def _print_continuations(model, tokenizer, prompt: str, settings: GenerationSettings, echo: bool = True) -> None:
+    texts = generate(model, tokenizer, prompt, settings, stream=True, echo=echo)
     if settings.num_return_sequences == 1:
         print(flush=True)  # the streamer already printed the text
         return
@@ -88,34 +129,47 @@ def _print_fills(fill_mask, prompt: str, settings: GenerationSettings) -> None:
 
 
 def load_for_generation(path: str | Path):
-    """The exported causal model (in eval mode) and its tokenizer."""
+    """The exported causal or encoder-decoder model (in eval mode) and its tokenizer."""
     export = resolve_export(path)
     tokenizer = AutoTokenizer.from_pretrained(str(export))
-    model = AutoModelForCausalLM.from_pretrained(str(export))
+    auto_class = (
+        AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(str(export)).is_encoder_decoder else AutoModelForCausalLM
+    )
+    model = auto_class.from_pretrained(str(export))
     model.eval()
     return model, tokenizer
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompt: str, settings: GenerationSettings, stream: bool = False) -> list[str]:
-    """Continuations of `prompt` (prompt included); with `stream`, tokens are printed as they come.
+def generate(model, tokenizer, prompt: str, settings: GenerationSettings, stream: bool = False,
+             echo: bool = True) -> list[str]:  # fmt: skip
+    """Continuations of `prompt` (prompt included, for a causal LM) or an encoder-decoder's outputs; with
+    `stream`, tokens are printed as they come, after the prompt when `echo`.
 
     Streaming needs a single sequence, so it is used only when `num_return_sequences` is 1.
     """
     if settings.seed is not None:
         set_seed(settings.seed)
     inputs = tokenizer(prompt, return_tensors="pt") if prompt else _bos_only(tokenizer)
+    encoder_decoder = model.config.is_encoder_decoder
     max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     if max_len is not None and inputs["input_ids"].shape[1] >= max_len:
         raise PipelineError(f"the prompt has {inputs['input_ids'].shape[1]} tokens; this model reads at most {max_len}")
     streamer = None
-    if stream and settings.num_return_sequences == 1:
-        print(prompt, end="", flush=True)
+    if stream and settings.num_return_sequences == 1 and settings.num_beams == 1:  # beams finish all at once
+        if echo and not encoder_decoder:
+            print(prompt, end="", flush=True)
+        # The first call carries the prompt (causal) or the decoder's start token (encoder-decoder): skipped.
         streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = settings.generate_kwargs()
-    if max_len is not None:  # learned position tables end at max_len: never generate past them
+    if max_len is not None and not encoder_decoder:  # learned position tables end at max_len: never generate past them
         kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], max_len - inputs["input_ids"].shape[1])
     output = model.generate(**inputs, streamer=streamer, pad_token_id=tokenizer.pad_token_id, **kwargs)
+    if stream and streamer is None and settings.num_return_sequences == 1:  # beam search: printed when done
+        new = output[0] if encoder_decoder else output[0, inputs["input_ids"].shape[1] :]
+        print(
+            (prompt if echo and not encoder_decoder else "") + tokenizer.decode(new, skip_special_tokens=True), end=""
+        )
     return tokenizer.batch_decode(output, skip_special_tokens=True)
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from pipelines.config import ModelConfig
 from pipelines.errors import PipelineError
 from pipelines.registry import Registry
@@ -93,7 +95,26 @@ def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, blo
     """The run's starting model: loaded from `export` when fine-tuning or continuing, else built fresh."""
     if export is not None:
         return load_pretrained(str(export), auto_class, tokenizer, block_size, **config_updates)
-    return build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
+    model = build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
+    if cfg.embeddings_from:
+        copy_input_embeddings(resolve_export(cfg.embeddings_from), model, len(tokenizer))
+    return model
+
+
+def copy_input_embeddings(export: Path, model, num_tokens: int) -> None:
+    """Start `model`'s token embeddings from another export's (same tokenizer, same width): a baseline then
+    begins with what pretraining learned about words, and only its own layers start from scratch."""
+    from transformers import AutoModel
+
+    source = AutoModel.from_pretrained(str(export)).get_input_embeddings().weight
+    target = model.get_input_embeddings().weight
+    if source.shape[0] < num_tokens or source.shape[1] != target.shape[1]:
+        raise PipelineError(
+            f"model.embeddings_from: {export} has {source.shape[0]} x {source.shape[1]} embeddings; this model needs "
+            f"{num_tokens} tokens x {target.shape[1]} (set model.embedding_size and use the same tokenizer)"
+        )
+    with torch.no_grad():
+        target[:num_tokens] = source[:num_tokens]
 
 
 def resolve_export(path: str | Path) -> Path:
@@ -108,4 +129,4 @@ def resolve_export(path: str | Path) -> Path:
 
 
 # Registration happens on import of the modules that define builders.
-from pipelines.models import transformer  # noqa: E402, F401
+from pipelines.models import baselines, transformer  # noqa: E402, F401

@@ -176,7 +176,9 @@ def _run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, mask: torch.Tensor):
 def _lstm(config, input_size: int, num_layers: int, bidirectional: bool = False) -> nn.LSTM:
     # nn.LSTM applies dropout only between layers, and warns when there is no "between".
     dropout = config.dropout if num_layers > 1 else 0.0
-    return nn.LSTM(input_size, config.hidden_size, num_layers, batch_first=True, dropout=dropout, bidirectional=bidirectional)
+    return nn.LSTM(
+        input_size, config.hidden_size, num_layers, batch_first=True, dropout=dropout, bidirectional=bidirectional
+    )
 
 
 class BaselinePreTrainedModel(PreTrainedModel):
@@ -187,7 +189,9 @@ class BaselinePreTrainedModel(PreTrainedModel):
         # The `init` functions skip tensors flagged as loaded from a checkpoint; a slice loses the flag, so the
         # two slice writes below check it on the whole tensor first.
         if isinstance(module, nn.Embedding):
-            init.uniform_(module.weight, -0.1, 0.1)  # as in Zaremba et al. (2014) and PyTorch's LSTM LM example
+            # Unit expected norm per vector: std 0.058 at width 300 (the classic U(-0.1, 0.1)), and tiny models
+            # whose output layer is tied to it do not start with near-zero logits and stall.
+            init.normal_(module.weight, std=module.embedding_dim**-0.5)
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
                 init.zeros_(module.weight[module.padding_idx])
         elif isinstance(module, (nn.Linear, nn.Conv1d)):
@@ -282,8 +286,8 @@ class LSTMForCausalLM(BaselinePreTrainedModel, GenerationMixin):
         self.lstm = _lstm(config, config.embedding_size, config.num_layers)
         self.dropout = nn.Dropout(config.dropout)
         # Down to the embedding width, so the output layer has the embedding matrix's shape whether tied or not.
-        wide = config.hidden_size != config.embedding_size
-        self.proj = nn.Linear(config.hidden_size, config.embedding_size, bias=False) if wide else nn.Identity()
+        project = config.hidden_size != config.embedding_size
+        self.proj = nn.Linear(config.hidden_size, config.embedding_size, bias=False) if project else nn.Identity()
         self.lm_head = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -373,8 +377,8 @@ class LSTMSeq2SeqForConditionalGeneration(BaselinePreTrainedModel, GenerationMix
         self.attention = Attention(config.attention_type, hidden, 2 * hidden)
         self.combine = nn.Linear(3 * hidden, hidden)  # Luong's attentional state tanh(W_c [c_t; h_t])
         self.dropout = nn.Dropout(config.dropout)
-        wide = hidden != config.embedding_size
-        self.proj = nn.Linear(hidden, config.embedding_size, bias=False) if wide else nn.Identity()
+        project = hidden != config.embedding_size
+        self.proj = nn.Linear(hidden, config.embedding_size, bias=False) if project else nn.Identity()
         self.lm_head = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
         self.post_init()
 

@@ -98,6 +98,9 @@ class Seq2SeqCollator:
             return tokens, torch.as_tensor(example["labels"])
         if self.sentinel_ids is None:
             raise PipelineError("span corruption needs sentinel tokens <extra_id_0>...: train a `unigram` tokenizer")
+        eos = torch.tensor([self.eos_token_id])
+        if len(tokens) < 2:  # a corpus's last, one-token block has nothing to keep beside a span: not corrupted
+            return torch.cat([tokens, eos]), eos
         generator = None
         if self.eval_seed is not None:
             generator = torch.Generator().manual_seed(self.eval_seed + int(tokens.sum()) % 1_000_003)

@@ -50,7 +50,10 @@ def _padded(rows: list[list[int]], pad_left: bool = False) -> dict[str, torch.Te
 
 def _random_rows(n: int, lengths: tuple[int, int], seed: int, low: int = 3, high: int = 50) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(low, high, (int(torch.randint(*lengths, (1,), generator=g)),), generator=g).tolist() for _ in range(n)]
+    return [
+        torch.randint(low, high, (int(torch.randint(*lengths, (1,), generator=g)),), generator=g).tolist()
+        for _ in range(n)
+    ]
 
 
 def _labels(rows: list[list[int]]) -> torch.Tensor:
@@ -166,7 +169,9 @@ def test_initialisation():
 # --------------------------------------------------------------------------- padding
 
 
-@pytest.mark.parametrize(("arch", "pooling"), [("textcnn", "max"), ("bilstm", "max"), ("bilstm", "mean"), ("bilstm", "last")])
+@pytest.mark.parametrize(
+    ("arch", "pooling"), [("textcnn", "max"), ("bilstm", "max"), ("bilstm", "mean"), ("bilstm", "last")]
+)
 def test_classifier_ignores_padding(arch, pooling):
     model = _tiny(arch, model_kw={"pooling": pooling}).eval()
     sentence = [5, 6, 7, 8, 9, 10]
@@ -204,9 +209,7 @@ def test_seq2seq_decoder_inputs_are_shifted_labels():
     shifted = model.prepare_decoder_input_ids_from_labels(labels)
     assert shifted.tolist() == [[PAD, 12, 13], [PAD, 15, EOS]]
     batch = _padded([[5, 6], [7, 8]])
-    torch.testing.assert_close(
-        model(**batch, labels=labels).logits, model(**batch, decoder_input_ids=shifted).logits
-    )
+    torch.testing.assert_close(model(**batch, labels=labels).logits, model(**batch, decoder_input_ids=shifted).logits)
 
 
 # --------------------------------------------------------------------------- learning
@@ -232,12 +235,13 @@ def test_lm_fits_repeated_sequences():
     assert _train(model, batch, steps=300, target_loss=0.05) < 0.1
 
 
-def test_seq2seq_learns_to_reverse():
-    model = _tiny("lstm_seq2seq", model_kw={"hidden_size": 32})
+@pytest.mark.parametrize("attention_type", ["general", "dot", "bahdanau"])
+def test_seq2seq_learns_to_reverse(attention_type):
+    model = _tiny("lstm_seq2seq", model_kw={"hidden_size": 32}, attention_type=attention_type)
     sources = _random_rows(8, (3, 6), seed=3, low=3, high=13)
     targets = [row[::-1] + [EOS] for row in sources]
     batch = _padded(sources) | {"labels": _labels(targets)}
-    _train(model, batch, steps=400, target_loss=0.01)
+    _train(model, batch, steps=300, target_loss=0.01)
     with torch.no_grad():
         out = model.generate(**_padded(sources), max_new_tokens=7, do_sample=False)
     for row, target in zip(out.tolist(), targets, strict=True):
