@@ -46,8 +46,20 @@ def run_train_tokenizer(cfg, overwrite: bool = False) -> None:
     target = Path(cfg.tokenizer.path)
     if (target / "tokenizer.json").exists() and not overwrite:
         raise PipelineError(f"a tokenizer already exists at {target}; pass --overwrite to replace it")
-    raw = load_raw_datasets(cfg.data, cfg.seed)
-    tokenizer = train_tokenizer(cfg.tokenizer, raw["train"], cfg.data.text_column)
+    if cfg.data.input_template and cfg.data.target_template:  # text-to-text: train on what is read and written
+        from pipelines.data.text_to_text import render, template_fields
+
+        fields = template_fields(cfg.data.input_template) + template_fields(cfg.data.target_template)
+        raw = load_raw_datasets(cfg.data, cfg.seed, {f"template field '{f}'": f for f in fields})
+        texts = raw["train"].map(
+            lambda batch: {"text": [f"{a}\n{b}" for a, b in zip(render(batch, cfg.data.input_template, False)[0],
+                                                               render(batch, cfg.data.target_template, False)[0])]},
+            batched=True, remove_columns=raw["train"].column_names, desc="templating",
+        )  # fmt: skip
+        tokenizer = train_tokenizer(cfg.tokenizer, texts, "text")
+    else:
+        raw = load_raw_datasets(cfg.data, cfg.seed)
+        tokenizer = train_tokenizer(cfg.tokenizer, raw["train"], cfg.data.text_column)
     tokenizer.save_pretrained(str(target))
     print(f"saved a {len(tokenizer)}-token {cfg.tokenizer.kind} tokenizer to {target}")
 

@@ -83,6 +83,8 @@ class DataConfig:
     (e.g. `translate English to German: {en}`, `{instruction}\n{input}`)."""
     target_template: str | None = None
     """Text-to-text: the expected output, likewise (e.g. `{de}`, `{output}`)."""
+    empty_targets: Literal["refuse", "drop"] = "refuse"
+    """Text-to-text records whose target fields are missing or blank: refuse the data, or drop them (counted)."""
     mixture: list[MixtureSource] | None = None
     """Text-to-text: several sources trained at once, sampled by rate (replaces this section's own source)."""
 
@@ -221,7 +223,10 @@ class TrainConfig:
     """The loop: how long, how big, how often to log, evaluate and checkpoint."""
 
     max_steps: int = 500
-    """Optimizer steps to train for."""
+    """Optimizer steps to train for (the learning-rate schedule spans them)."""
+    max_runtime: float | None = None
+    """Wall-clock budget in seconds: training stops, evaluates and exports at the first step past it
+    (None: no budget). Set `max_steps` to about what fits, so the schedule still decays."""
     per_device_train_batch_size: int = 16
     """Examples per process per micro-batch."""
     per_device_eval_batch_size: int = 32
@@ -442,6 +447,7 @@ def _check_values(cfg: RunConfig) -> None:
         "model.intermediate_size": cfg.model.intermediate_size,
         "tokenizer.max_training_documents": cfg.tokenizer.max_training_documents,
         "train.early_stopping_patience": cfg.train.early_stopping_patience,
+        "train.max_runtime": cfg.train.max_runtime,
         "model.num_decoder_layers": cfg.model.num_decoder_layers,
         "model.embedding_size": cfg.model.embedding_size,
     }

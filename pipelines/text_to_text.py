@@ -72,13 +72,15 @@ def _has_span_source(cfg: RunConfig) -> bool:
 
 def _report_truncation(counts: dict[str, int], cfg: RunConfig, accelerator) -> None:
     """Say how many examples were cut (the counts also go to eval_results.json)."""
+    decisions = {
+        "truncated_inputs": f"inputs cut to data.block_size={cfg.data.block_size}",
+        "truncated_targets": f"targets cut to objective.max_target_length={cfg.objective.max_target_length}",
+        "dropped_empty_targets": "records dropped for an empty target (data.empty_targets=drop)",
+    }
     for key, value in counts.items():
-        if value and key.endswith(("truncated_inputs", "truncated_targets")) and accelerator.is_main_process:
-            name, split, what = key.rsplit("/", 2)
-            examples = counts[f"{name}/{split}/examples"]
-            limit = (f"data.block_size={cfg.data.block_size}" if what == "truncated_inputs"
-                     else f"objective.max_target_length={cfg.objective.max_target_length}")  # fmt: skip
-            print(f"{name}: {value} of {examples} {split} {what.split('_')[1]} cut to {limit}", flush=True)
+        name, split, what = key.rsplit("/", 2)
+        if value and what in decisions and accelerator.is_main_process:
+            print(f"{name}: {value} {split} {decisions[what]}", flush=True)
 
 
 def _model_card(cfg: RunConfig, auto_class: str, templates: dict[str, str], results: dict) -> str:

@@ -130,12 +130,14 @@ def _encode_source(cfg: RunConfig, data: DataConfig, name: str, tokenizer, encod
     for split_name, split in encoded.items():
         flags = split.select_columns(["missing_target", "input_truncated", "target_truncated"]).to_dict()
         missing, cut_inputs, cut_targets = (sum(flags[k]) for k in flags)
-        if missing:
+        if missing and data.empty_targets == "refuse":
             first = flags["missing_target"].index(True)
             raise PipelineError(
                 f"{name}: {missing} of {len(split)} {split_name} records have an empty field in target_template "
-                f"{data.target_template!r} (the first is record {first}); drop or fill them"
+                f"{data.target_template!r} (the first is record {first}); fill them, or set data.empty_targets=drop"
             )
+        if missing:
+            split = split.filter(lambda empty: not empty, input_columns="missing_target", desc=f"{name}: dropping")
         if (cut_inputs or cut_targets) and cfg.objective.overlong == "refuse":
             raise PipelineError(
                 f"{name}: {cut_inputs} {split_name} inputs are longer than data.block_size ({cfg.data.block_size}) "
@@ -143,6 +145,7 @@ def _encode_source(cfg: RunConfig, data: DataConfig, name: str, tokenizer, encod
                 f"({cfg.objective.max_target_length}); raise them or set objective.overlong=truncate"
             )
         counts[f"{name}/{split_name}/examples"] = len(split)
+        counts[f"{name}/{split_name}/dropped_empty_targets"] = missing
         counts[f"{name}/{split_name}/truncated_inputs"] = cut_inputs
         counts[f"{name}/{split_name}/truncated_targets"] = cut_targets
         splits[split_name] = split.select_columns(["input_ids", "labels"]).cast(FEATURES)

@@ -257,6 +257,8 @@ def train(
                 continue
             step += 1
             bar.update(1)
+            # Every process must agree to stop on the same step, so the time check is one collective.
+            out_of_time = tcfg.max_runtime is not None and _any_process(accelerator, runtime() >= tcfg.max_runtime)
 
             if step % tcfg.logging_steps == 0 or step == tcfg.max_steps:
                 # One reduction per logging step: the loss stays on device in between (no per-step sync).
@@ -284,7 +286,7 @@ def train(
                     raise PipelineError(f"training loss became {train_loss} at step {step}; lower optim.learning_rate")
 
             paused = time.perf_counter()  # evaluation and saving are not training throughput
-            if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == tcfg.max_steps):
+            if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == tcfg.max_steps or out_of_time):
                 last_eval = evaluate(model, eval_loader)
                 metrics.write({"step": step, **{f"eval_{k}": v for k, v in last_eval.items()}, "elapsed": runtime()})
                 stopper.update(step, last_eval, accelerator.unwrap_model(model))
@@ -300,6 +302,9 @@ def train(
             window_start += time.perf_counter() - paused
             if stopper.should_stop:
                 logger.info(f"early stopping at step {step}: best {stopper.describe()}", main_process_only=True)
+                break
+            if out_of_time:
+                logger.info(f"time budget of {tcfg.max_runtime:.0f} s used up at step {step}", main_process_only=True)
                 break
     bar.close()
     if stopper.best_weights is not None:

@@ -1,0 +1,53 @@
+"""Train and evaluate a matrix of runs from a suite file, then write the comparison report.
+
+Each run is one `python -m pipelines <command> --config … --set …` in its own process, with its time
+budget as `train.max_runtime`; a run that already finished (eval_results.json) is skipped, so an
+interrupted suite continues where it stopped. The report comes from `python -m pipelines compare`.
+
+    python scripts/run_suite.py configs/suites/baselines.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("suite", help="suite YAML: root, out, requires, runs [{name, command, config, budget, set}]")
+    parser.add_argument("--only", nargs="*", help="run only these names (the report still covers every finished run)")
+    args = parser.parse_args()
+    suite = yaml.safe_load(Path(args.suite).read_text())
+    missing = [p for p in suite.get("requires", []) if not Path(p).exists()]
+    if missing:
+        sys.exit(f"this suite needs {', '.join(missing)} (see ../shared/data/SOURCES.md)")
+    root = Path(suite["root"])
+    for run in suite["runs"]:
+        out = root / run["name"]
+        overrides = [o.replace("{root}", str(root)) for o in run.get("set", [])]
+        if run["command"] == "train-tokenizer":  # done when the tokenizer exists
+            paths = [o.partition("=")[2] for o in overrides if o.startswith("tokenizer.path=")]
+            out = Path(paths[0]) if paths else out
+            done = (out / "tokenizer.json").exists()
+        else:
+            overrides = [f"output_dir={out}", *overrides]
+            overrides += [f"train.max_runtime={run['budget']}"] if "budget" in run else []
+            done = (out / "eval_results.json").exists()
+        if done or (args.only and run["name"] not in args.only):
+            continue
+        command = [sys.executable, "-m", "pipelines", run["command"], "--config", run["config"]]
+        command += [item for o in overrides for item in ("--set", o)]
+        print("$", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+    finished = [str(root / r["name"]) for r in suite["runs"] if (root / r["name"] / "eval_results.json").exists()]
+    finished += [str(p) for p in suite.get("include", []) if (Path(p) / "eval_results.json").exists()]
+    subprocess.run([sys.executable, "-m", "pipelines", "compare", *finished, "--out", suite["out"]], check=True)
+
+
+if __name__ == "__main__":
+    main()
