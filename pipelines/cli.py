@@ -47,14 +47,13 @@ def run_train_tokenizer(cfg, overwrite: bool = False) -> None:
     if (target / "tokenizer.json").exists() and not overwrite:
         raise PipelineError(f"a tokenizer already exists at {target}; pass --overwrite to replace it")
     if cfg.data.input_template and cfg.data.target_template:  # text-to-text: train on what is read and written
-        from pipelines.data.text_to_text import render, template_fields
+        from pipelines.data.text_to_text import template_fields, templated_text
 
         fields = template_fields(cfg.data.input_template) + template_fields(cfg.data.target_template)
         raw = load_raw_datasets(cfg.data, cfg.seed, {f"template field '{f}'": f for f in fields})
         texts = raw["train"].map(
-            lambda batch: {"text": [f"{a}\n{b}" for a, b in zip(render(batch, cfg.data.input_template, False)[0],
-                                                               render(batch, cfg.data.target_template, False)[0])]},
-            batched=True, remove_columns=raw["train"].column_names, desc="templating",
+            templated_text, batched=True, remove_columns=raw["train"].column_names, desc="templating",
+            fn_kwargs={"input_template": cfg.data.input_template, "target_template": cfg.data.target_template},
         )  # fmt: skip
         tokenizer = train_tokenizer(cfg.tokenizer, texts, "text")
     else:

@@ -1,4 +1,4 @@
-"""`finetune`: an exported model (or a fresh one) → a sequence classifier or a text-to-text model, through the shared run."""
+"""`finetune`: an exported model (or a fresh one) → a classifier or a text-to-text model, through the shared run."""
 
 from __future__ import annotations
 

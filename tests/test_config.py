@@ -26,7 +26,8 @@ def _repo_configs() -> list[Path]:
     if not CONFIGS_DIR.is_dir():
         return []
     files = sorted({*CONFIGS_DIR.rglob("*.yaml"), *CONFIGS_DIR.rglob("*.yml")})
-    return [p for p in files if "accelerate" not in p.relative_to(CONFIGS_DIR).parts[:1]]
+    # accelerate/ holds launcher configs and suites/ run matrices (tested below), not run configs.
+    return [p for p in files if p.relative_to(CONFIGS_DIR).parts[0] not in ("accelerate", "suites")]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -291,7 +292,7 @@ def test_classification_fields_parse():
         ("data.label_map={0: 1}", r"'data\.label_map\.0' must be str, got 1"),
         ("data.labels=negative", r"'data\.labels' must be a list"),
         ("data.format=xml", r"'data\.format' is 'xml'; valid choices: .*'txt'"),
-        ("objective.name=seq2seq", r"'objective\.name' is 'seq2seq'; valid choices: 'clm', 'mlm', 'cls'"),
+        ("objective.name=seq3seq", r"'objective\.name' is 'seq3seq'; valid choices: 'clm', 'mlm', 'cls'"),
     ],
 )
 def test_classification_fields_reject_bad_values(override, pattern):
@@ -359,3 +360,13 @@ def test_stated_output_dir_helper(tmp_path):
     _write(tmp_path / "p.yaml", "output_dir: runs/p\n")
     child = _write(tmp_path / "c.yaml", "extends: p.yaml\nseed: 1\n")
     assert _stated_output_dir(child) == "runs/p" == load_config(child).output_dir
+
+
+@pytest.mark.parametrize("suite", sorted((CONFIGS_DIR / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_suite_runs_are_valid_configs(suite):
+    """Every run of a benchmark suite loads with its overrides, so a suite cannot fail an hour in on a typo."""
+    spec = yaml.safe_load(suite.read_text())
+    for run in spec["runs"]:
+        overrides = [o.replace("{root}", spec["root"]) for o in run.get("set", [])]
+        cfg = load_config(CONFIGS_DIR.parent / run["config"], overrides)
+        assert cfg.output_dir and run["command"] in ("train-tokenizer", "pretrain", "finetune")

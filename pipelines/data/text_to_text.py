@@ -43,6 +43,12 @@ def render(record_batch: dict[str, list], template: str, required: bool) -> tupl
     return texts, missing
 
 
+def templated_text(batch: dict[str, list], input_template: str, target_template: str) -> dict[str, list[str]]:
+    """Each record's input and target on two lines: the text a tokenizer for this task should learn from."""
+    sources, targets = render(batch, input_template, False)[0], render(batch, target_template, False)[0]
+    return {"text": [f"{s}\n{t}" for s, t in zip(sources, targets, strict=True)]}
+
+
 def encode_records(batch: dict[str, list], tokenizer, input_template: str, target_template: str, encode: Callable,
                    max_input_length: int, max_target_length: int) -> dict[str, list]:  # fmt: skip
     """Template and tokenize a batch of records; `encode` is the objective's (seq2seq or prompt + response)."""
@@ -70,7 +76,7 @@ def prepare_text_to_text_data(cfg: RunConfig, tokenizer, encode: Callable, span_
     """
     sources = cfg.data.mixture or [_single_source(cfg.data)]
     trains, validations, counts, templates, rates = [], [], {}, {}, []
-    for i, source in enumerate(sources):
+    for source in sources:
         name = source.name or source.data.path or source.data.source
         if source.kind == "span_corruption":
             if span_packing is None:

@@ -60,8 +60,10 @@ def prompts_of(batch: dict[str, torch.Tensor], decoder_only: bool, pad_id: int) 
 
 
 @torch.no_grad()
-def evaluate_text_to_text(model, loader, accelerator, tokenizer, metrics, decoder_only: bool, num_beams: int,
-                          max_new_tokens: int, predictions_path: Path | None, max_batches: int | None) -> dict:  # fmt: skip
+def evaluate_text_to_text(
+    model, loader, accelerator, tokenizer, metrics, decoder_only: bool, num_beams: int, max_new_tokens: int,
+    predictions_path: Path | None, max_batches: int | None,
+) -> dict:  # fmt: skip
     """Loss, perplexity and token accuracy on the targets, plus generation metrics over the same batches.
 
     Each process generates for its shard; outputs are padded to one width and gathered, so the figures do

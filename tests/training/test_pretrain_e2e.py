@@ -141,3 +141,10 @@ def test_evaluate_command_reproduces_the_final_validation(tiny_overrides, capsys
     assert report["loss"] == pytest.approx(results["eval_loss"], rel=1e-5)
     assert report["bits_per_byte"] == pytest.approx(results["eval_bits_per_byte"], rel=1e-5)
     assert report["tokens"] == results["eval_tokens"]
+
+
+def test_time_budget_stops_evaluates_and_exports(tiny_overrides, tmp_path):
+    cfg = load_config(None, [*tiny_overrides, "train.max_steps=100000", "train.max_runtime=3", "train.eval_steps=1000"])
+    results = pretrain(cfg)
+    assert 0 < results["step"] < 100000 and "eval_loss" in results  # stopped early, evaluated at the stop
+    assert results["train_runtime"] < 30 and (Path(cfg.output_dir) / "final" / "config.json").is_file()

@@ -20,7 +20,7 @@ from pipelines.pretrain import pretrain
 from tests.conftest import REPO
 
 T5_TOKENIZER = str(REPO / "tokenizers" / "t5-builtin")
-COLOURS = "red green blue black white pink".split()
+COLOURS = ["red", "green", "blue", "black", "white", "pink"]
 TINY_T5 = [
     "model.arch=t5", "model.hidden_size=64", "model.num_layers=2", "model.num_heads=4",
     f"tokenizer.path={T5_TOKENIZER}", "train.report_to=none", "train.save_steps=1000",
