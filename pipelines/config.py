@@ -225,8 +225,9 @@ class TrainConfig:
     max_steps: int = 500
     """Optimizer steps to train for (the learning-rate schedule spans them)."""
     max_runtime: float | None = None
-    """Wall-clock budget in seconds: training stops, evaluates and exports at the first step past it
-    (None: no budget). Set `max_steps` to about what fits, so the schedule still decays."""
+    """Training-time budget in seconds (evaluation and checkpointing excluded): training stops, evaluates and
+    exports at the first step past it (None: no budget). Set `max_steps` to about what fits, so the schedule
+    still decays."""
     per_device_train_batch_size: int = 16
     """Examples per process per micro-batch."""
     per_device_eval_batch_size: int = 32
@@ -480,9 +481,17 @@ def _check_values(cfg: RunConfig) -> None:
     if cfg.data.mixture is not None:
         if not cfg.data.mixture:
             raise ConfigError("'data.mixture' is empty; list at least one source or remove it")
+        if cfg.objective.name not in ("seq2seq", "instruct"):
+            raise ConfigError(f"'data.mixture' needs a text-to-text objective (seq2seq, instruct), not "
+                              f"'{cfg.objective.name}'")  # fmt: skip
         for i, source in enumerate(cfg.data.mixture):
             if source.data.mixture is not None:
                 raise ConfigError(f"'data.mixture[{i}].data.mixture': mixtures do not nest")
+            if source.data.streaming or source.data.prepared_path:
+                raise ConfigError(f"'data.mixture[{i}]': mixture sources are read into memory (no streaming or "
+                                  "prepared_path)")  # fmt: skip
+            if source.kind == "span_corruption" and cfg.objective.name != "seq2seq":
+                raise ConfigError(f"'data.mixture[{i}]': span corruption trains encoder-decoders (objective seq2seq)")
             if source.data.source in ("files", "parallel", "hub") and not source.data.path:
                 raise ConfigError(f"'data.mixture[{i}].data.path' is required for source '{source.data.source}'")
     if not 0.0 <= cfg.model.dropout < 1.0:
@@ -493,6 +502,15 @@ def _check_values(cfg: RunConfig) -> None:
         )
     if cfg.data.mixture is None and cfg.data.source in ("files", "parallel", "hub") and not cfg.data.path:
         raise ConfigError(f"'data.path' is required when 'data.source' is '{cfg.data.source}'")
+    if cfg.model.embeddings_from and cfg.model.init_from:
+        raise ConfigError(
+            "'model.embeddings_from' seeds a model built from scratch; it cannot go with 'model.init_from'"
+        )
+    if cfg.objective.name == "instruct" and cfg.objective.max_target_length >= cfg.data.block_size:
+        raise ConfigError(
+            f"'objective.max_target_length' ({cfg.objective.max_target_length}) must be shorter than "
+            f"'data.block_size' ({cfg.data.block_size}): prompt and response share one sequence in a causal LM"
+        )
     mpe = cfg.model.max_position_embeddings
     if mpe is not None and mpe < cfg.data.block_size:
         raise ConfigError(

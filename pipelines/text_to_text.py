@@ -33,13 +33,16 @@ def build_text_to_text_task(cfg: RunConfig, accelerator) -> Task:
     tokenizer = load_tokenizer(export or cfg.tokenizer.path)
     if decoder_only and tokenizer.chat_template is None:
         tokenizer.chat_template = CHAT_TEMPLATE  # saved with the export: pipelines format prompts the same way
+    if not decoder_only and tokenizer("a")["input_ids"][-1:] != [tokenizer.eos_token_id]:
+        raise PipelineError("an encoder-decoder needs a tokenizer that ends every input with EOS (kind `unigram`)")
     metrics = load_generation_metrics(cfg.objective.metrics or list(objective.default_metrics))
     span = OBJECTIVES.get("span").packing(tokenizer, cfg) if _has_span_source(cfg) and not decoder_only else None
 
     with accelerator.main_process_first():
         data = prepare_text_to_text_data(cfg, tokenizer, objective.encode_pairs, span)
     if data.validation is None:
-        raise PipelineError("text-to-text runs need validation data: give data.validation_path or a fraction")
+        raise PipelineError("text-to-text runs need validation data: set data.validation_path or "
+                            "data.validation_fraction")  # fmt: skip
     _report_truncation(data.counts, cfg, accelerator)
     set_seed(cfg.seed)
     model = init_model(cfg.model, export, auto_class_for(objective), tokenizer, cfg.data.block_size)

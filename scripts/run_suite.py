@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.config import load_config
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,6 +25,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only these names (the report still covers every finished run)")
     args = parser.parse_args()
     suite = yaml.safe_load(Path(args.suite).read_text())
+    unknown = set(args.only or []) - {run["name"] for run in suite["runs"]}
+    if unknown:
+        sys.exit(f"--only names runs the suite does not have: {', '.join(sorted(unknown))}")
     missing = [p for p in suite.get("requires", []) if not Path(p).exists()]
     if missing:
         sys.exit(f"this suite needs {', '.join(missing)} (see ../shared/data/SOURCES.md)")
@@ -31,9 +36,7 @@ def main() -> None:
         out = root / run["name"]
         overrides = [o.replace("{root}", str(root)) for o in run.get("set", [])]
         if run["command"] == "train-tokenizer":  # done when the tokenizer exists
-            paths = [o.partition("=")[2] for o in overrides if o.startswith("tokenizer.path=")]
-            out = Path(paths[0]) if paths else out
-            done = (out / "tokenizer.json").exists()
+            done = (Path(load_config(run["config"], overrides).tokenizer.path) / "tokenizer.json").exists()
         else:
             overrides = [f"output_dir={out}", *overrides]
             overrides += [f"train.max_runtime={run['budget']}"] if "budget" in run else []
@@ -43,7 +46,8 @@ def main() -> None:
         command = [sys.executable, "-m", "pipelines", run["command"], "--config", run["config"]]
         command += [item for o in overrides for item in ("--set", o)]
         print("$", " ".join(command), flush=True)
-        subprocess.run(command, check=True)
+        if subprocess.run(command).returncode:
+            sys.exit(f"run '{run['name']}' failed; fix it and run the suite again (finished runs are kept)")
     finished = [str(root / r["name"]) for r in suite["runs"] if (root / r["name"] / "eval_results.json").exists()]
     finished += [str(p) for p in suite.get("include", []) if (Path(p) / "eval_results.json").exists()]
     subprocess.run([sys.executable, "-m", "pipelines", "compare", *finished, "--out", suite["out"]], check=True)

@@ -10,12 +10,15 @@ from dataclasses import dataclass, replace
 
 from datasets import Dataset, Features, Sequence, Value, concatenate_datasets, interleave_datasets
 
-from pipelines.config import DataConfig, RunConfig
+from pipelines.config import DataConfig, MixtureSource, RunConfig
 from pipelines.data.prepare import prepare_lm_data
 from pipelines.data.sources import load_raw_datasets
 from pipelines.errors import PipelineError
 
 FEATURES = Features({"input_ids": Sequence(Value("int64")), "labels": Sequence(Value("int64"))})
+# Validation keeps each target's text: generated outputs are scored against it, not against decoded
+# (cut, tokenizer-normalised) label ids.
+VALIDATION_FEATURES = Features({**FEATURES, "target_text": Value("string")})
 
 
 def template_fields(template: str) -> list[str]:
@@ -55,7 +58,7 @@ def encode_records(batch: dict[str, list], tokenizer, input_template: str, targe
     sources, _ = render(batch, input_template, required=False)
     targets, missing = render(batch, target_template, required=True)
     encoded = encode(sources, targets, tokenizer, max_input_length, max_target_length)
-    return encoded | {"missing_target": missing}
+    return encoded | {"missing_target": missing, "target_text": targets}
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,7 @@ def prepare_text_to_text_data(cfg: RunConfig, tokenizer, encode: Callable, span_
     return TextToTextData(train=train, validation=validation, counts=counts, templates=templates)
 
 
-def _single_source(data: DataConfig):
-    from pipelines.config import MixtureSource
-
+def _single_source(data: DataConfig) -> MixtureSource:
     return MixtureSource(name=None, data=data)
 
 
@@ -134,16 +135,17 @@ def _encode_source(cfg: RunConfig, data: DataConfig, name: str, tokenizer, encod
     )
     splits = {}
     for split_name, split in encoded.items():
-        flags = split.select_columns(["missing_target", "input_truncated", "target_truncated"]).to_dict()
-        missing, cut_inputs, cut_targets = (sum(flags[k]) for k in flags)
+        flags = split.select_columns(["missing_target"]).to_dict()["missing_target"]
+        missing = sum(flags)
         if missing and data.empty_targets == "refuse":
-            first = flags["missing_target"].index(True)
             raise PipelineError(
                 f"{name}: {missing} of {len(split)} {split_name} records have an empty field in target_template "
-                f"{data.target_template!r} (the first is record {first}); fill them, or set data.empty_targets=drop"
+                f"{data.target_template!r} (the first is record {flags.index(True)}); fill them, or set "
+                "data.empty_targets=drop"
             )
         if missing:
             split = split.filter(lambda empty: not empty, input_columns="missing_target", desc=f"{name}: dropping")
+        cut_inputs, cut_targets = (sum(split[column]) for column in ("input_truncated", "target_truncated"))
         if (cut_inputs or cut_targets) and cfg.objective.overlong == "refuse":
             raise PipelineError(
                 f"{name}: {cut_inputs} {split_name} inputs are longer than data.block_size ({cfg.data.block_size}) "
@@ -154,5 +156,6 @@ def _encode_source(cfg: RunConfig, data: DataConfig, name: str, tokenizer, encod
         counts[f"{name}/{split_name}/dropped_empty_targets"] = missing
         counts[f"{name}/{split_name}/truncated_inputs"] = cut_inputs
         counts[f"{name}/{split_name}/truncated_targets"] = cut_targets
-        splits[split_name] = split.select_columns(["input_ids", "labels"]).cast(FEATURES)
+        features = FEATURES if split_name == "train" else VALIDATION_FEATURES
+        splits[split_name] = split.select_columns(list(features)).cast(features)
     return splits

@@ -24,6 +24,8 @@ def evaluate_lm(model, loader, accelerator, shift_labels: bool, max_batches: int
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
+        batch = {k: v for k, v in batch.items() if k != "target_text"}  # text, for generation metrics only
+        batch = {k: v for k, v in batch.items() if k != "target_text"}  # text, for generation metrics only
         labels = batch.pop("labels")
         # An encoder-decoder builds its decoder inputs from the labels; other models need not compute a loss.
         logits = model(**batch, **({"labels": labels} if encoder_decoder else {})).logits  # (B, T, V)

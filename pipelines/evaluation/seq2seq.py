@@ -88,14 +88,10 @@ def evaluate_text_to_text(
                                     pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
         if decoder_only:
             output = output[:, prompt["input_ids"].shape[1] :]
-        labels = batch["labels"].masked_fill(batch["labels"] == -100, pad)
-        tensors = [
-            accelerator.pad_across_processes(t, dim=1, pad_index=pad) for t in (prompt["input_ids"], labels, output)
-        ]
-        for store, tensor in zip(
-            (inputs, targets, predictions), accelerator.gather_for_metrics(tuple(tensors)), strict=True
-        ):
+        tensors = [accelerator.pad_across_processes(t, dim=1, pad_index=pad) for t in (prompt["input_ids"], output)]
+        for store, tensor in zip((inputs, predictions), accelerator.gather_for_metrics(tuple(tensors)), strict=True):
             store += tokenizer.batch_decode(tensor, skip_special_tokens=True)
+        targets += accelerator.gather_for_metrics(batch["target_text"])  # strings: gathered as objects
     unwrapped.train(was_training)
     results |= score(metrics, [p.strip() for p in predictions], [t.strip() for t in targets])
     if predictions_path is not None and accelerator.is_main_process:

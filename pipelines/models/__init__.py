@@ -97,17 +97,21 @@ def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, blo
         return load_pretrained(str(export), auto_class, tokenizer, block_size, **config_updates)
     model = build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
     if cfg.embeddings_from:
-        copy_input_embeddings(resolve_export(cfg.embeddings_from), model, len(tokenizer))
+        copy_input_embeddings(resolve_export(cfg.embeddings_from), model, tokenizer)
     return model
 
 
-def copy_input_embeddings(export: Path, model, num_tokens: int) -> None:
+def copy_input_embeddings(export: Path, model, tokenizer) -> None:
     """Start `model`'s token embeddings from another export's (same tokenizer, same width): a baseline then
     begins with what pretraining learned about words, and only its own layers start from scratch."""
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoTokenizer
 
+    if AutoTokenizer.from_pretrained(str(export)).get_vocab() != tokenizer.get_vocab():
+        raise PipelineError(f"model.embeddings_from: {export} was trained with another tokenizer; its rows would not "
+                            "match this run's tokens")  # fmt: skip
     source = AutoModel.from_pretrained(str(export)).get_input_embeddings().weight
     target = model.get_input_embeddings().weight
+    num_tokens = len(tokenizer)
     if source.shape[0] < num_tokens or source.shape[1] != target.shape[1]:
         raise PipelineError(
             f"model.embeddings_from: {export} has {source.shape[0]} x {source.shape[1]} embeddings; this model needs "

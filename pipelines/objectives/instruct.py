@@ -12,6 +12,7 @@ import torch
 
 from pipelines.errors import PipelineError
 from pipelines.objectives import OBJECTIVES, Objective
+from pipelines.objectives.seq2seq import target_texts
 
 # Alpaca's layout. The user turn ends with the response header, so the generation prompt adds nothing.
 CHAT_TEMPLATE = (
@@ -38,11 +39,6 @@ def encode_instruct(sources: list[str], targets: list[str], tokenizer, max_input
     """`input_ids` = prompt + response + EOS within `max_input_length` (= data.block_size); `labels` = -100 on
     the prompt. An overlong response is cut to `max_target_length`, then an overlong prompt loses its start
     (its end, the response header, is what the model answers)."""
-    if max_target_length >= max_input_length:
-        raise PipelineError(
-            f"objective.max_target_length ({max_target_length}) must be shorter than data.block_size "
-            f"({max_input_length}): prompt and response share one sequence in a causal LM"
-        )
     prompts = tokenizer(format_prompts(tokenizer, sources), add_special_tokens=False)["input_ids"]
     responses = [ids + [tokenizer.eos_token_id] for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]
     out = {"input_ids": [], "labels": [], "input_truncated": [], "target_truncated": []}
@@ -71,7 +67,7 @@ class InstructCollator:
         attention_mask = torch.zeros_like(input_ids)
         for row, seq in enumerate(ids):
             attention_mask[row, : len(seq)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels} | target_texts(examples)
 
 
 def build_instruct_collator(tokenizer, cfg=None, eval_seed: int | None = None) -> InstructCollator:

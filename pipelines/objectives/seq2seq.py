@@ -90,7 +90,8 @@ class Seq2SeqCollator:
         pairs = [self._pair(e) for e in examples]
         inputs = _pad([p[0] for p in pairs], self.pad_token_id)
         labels = _pad([p[1] for p in pairs], -100)
-        return {"input_ids": inputs, "attention_mask": (inputs != self.pad_token_id).long(), "labels": labels}
+        batch = {"input_ids": inputs, "attention_mask": (inputs != self.pad_token_id).long(), "labels": labels}
+        return batch | target_texts(examples)
 
     def _pair(self, example: dict) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = torch.as_tensor(example["input_ids"])
@@ -99,7 +100,7 @@ class Seq2SeqCollator:
         if self.sentinel_ids is None:
             raise PipelineError("span corruption needs sentinel tokens <extra_id_0>...: train a `unigram` tokenizer")
         eos = torch.tensor([self.eos_token_id])
-        if len(tokens) < 2:  # a corpus's last, one-token block has nothing to keep beside a span: not corrupted
+        if len(tokens) < 2:  # a one-token tail block has nothing to keep beside a span: not corrupted
             return torch.cat([tokens, eos]), eos
         generator = None
         if self.eval_seed is not None:
@@ -109,6 +110,11 @@ class Seq2SeqCollator:
         if spans > len(self.sentinel_ids):
             raise PipelineError(f"a block needs {spans} sentinels but the tokenizer has {len(self.sentinel_ids)}")
         return corrupt(tokens, mask, self.sentinel_ids, self.eos_token_id)
+
+
+def target_texts(examples: list[dict]) -> dict[str, list[str]]:
+    """Validation examples carry their target's text, for scoring generated outputs; the model never sees it."""
+    return {"target_text": [e["target_text"] for e in examples]} if "target_text" in examples[0] else {}
 
 
 def _pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:

@@ -233,6 +233,7 @@ def train(
     def runtime() -> float:
         return runtime_before + time.perf_counter() - start
 
+    paused_total = 0.0  # this session's seconds of evaluation and saving
     model.train()
     done = step >= tcfg.max_steps or stopper.should_stop  # resumed at the end: only the final evaluation is left
     with stop_requests() as stop:
@@ -257,8 +258,9 @@ def train(
                 continue
             step += 1
             bar.update(1)
-            # Every process must agree to stop on the same step, so the time check is one collective.
-            out_of_time = tcfg.max_runtime is not None and _any_process(accelerator, runtime() >= tcfg.max_runtime)
+            # Evaluation and saving do not count against the budget; every process must stop on the same step.
+            trained = runtime() - paused_total
+            out_of_time = tcfg.max_runtime is not None and _any_process(accelerator, trained >= tcfg.max_runtime)
 
             if step % tcfg.logging_steps == 0 or step == tcfg.max_steps:
                 # One reduction per logging step: the loss stays on device in between (no per-step sync).
@@ -300,6 +302,7 @@ def train(
                         f"interrupted at step {step}; checkpoint saved to {path}. Run the same command to resume."
                     )
             window_start += time.perf_counter() - paused
+            paused_total += time.perf_counter() - paused
             if stopper.should_stop:
                 logger.info(f"early stopping at step {step}: best {stopper.describe()}", main_process_only=True)
                 break

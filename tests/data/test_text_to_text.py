@@ -13,7 +13,6 @@ from pipelines.config import load_config
 from pipelines.data.sources import load_raw_datasets
 from pipelines.data.text_to_text import prepare_text_to_text_data, render, template_fields
 from pipelines.errors import PipelineError
-from pipelines.objectives.instruct import encode_instruct
 from pipelines.objectives.seq2seq import Seq2SeqCollator, build_seq2seq_collator, encode_seq2seq, span_packing
 from pipelines.tokenization import load_tokenizer
 
@@ -184,9 +183,11 @@ def test_span_corruption_source_needs_an_encoder_decoder(tmp_path):
     path = _write_jsonl(tmp_path / "pairs.jsonl", _records("apple", 5))
     raw = _source("raw", 1, {"source": "builtin"}, "span_corruption")
     instruct = ["objective.name=instruct", "objective.max_target_length=16", "data.block_size=32"]
-    cfg = load_config(None, [*instruct, _mixture(_source("pairs", 1, _file_data(path)), raw)])
+    with pytest.raises(PipelineError, match=r"'data.mixture\[1\]': span corruption trains encoder-decoders"):
+        load_config(None, [*instruct, _mixture(_source("pairs", 1, _file_data(path)), raw)])  # refused at load
+    cfg = load_config(None, ["objective.name=seq2seq", _mixture(_source("pairs", 1, _file_data(path)), raw)])
     with pytest.raises(PipelineError, match="'raw': span corruption needs an encoder-decoder"):
-        prepare_text_to_text_data(cfg, load_tokenizer("tokenizers/gpt-builtin"), encode_instruct)
+        prepare_text_to_text_data(cfg, load_tokenizer("tokenizers/t5-builtin"), encode_seq2seq)  # no span packing
 
 
 # --------------------------------------------------------------------------- the parallel source

@@ -6,7 +6,6 @@ import pytest
 import torch
 import transformers
 
-from pipelines.errors import PipelineError
 from pipelines.objectives import OBJECTIVES
 from pipelines.objectives.instruct import (
     CHAT_TEMPLATE,
@@ -108,9 +107,13 @@ def test_total_never_exceeds_max_input_length(tokenizer, limit):
 
 
 @pytest.mark.parametrize("target_length", [32, 40])
-def test_target_length_must_be_shorter_than_block(tokenizer, target_length):
-    with pytest.raises(PipelineError, match="max_target_length"):
-        encode_instruct(["a"], ["b"], tokenizer, max_input_length=32, max_target_length=target_length)
+def test_target_length_must_be_shorter_than_block(target_length):
+    from pipelines.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="max_target_length"):  # refused when the config loads
+        load_config(
+            None, ["objective.name=instruct", "data.block_size=32", f"objective.max_target_length={target_length}"]
+        )
 
 
 def test_collator_pads_labels_and_masks_padding(tokenizer):
