@@ -21,7 +21,14 @@ def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: st
     """Metrics of the export in `run` on `data_path` (all of it), or on the config's validation split,
     written as JSON to `output` by the main process."""
     export = resolve_export(run)
-    classifier = OBJECTIVES.get(cfg.objective.name).packing is None
+    objective = OBJECTIVES.get(cfg.objective.name)
+    text_to_text = objective.encode_pairs is not None
+    classifier = objective.packing is None and not text_to_text
+    if text_to_text and data_path is not None and cfg.data.mixture is not None:
+        raise PipelineError("--data scores one file with one template; this run's config is a mixture")
+    if text_to_text:  # the generated outputs go next to the JSON, never over the run's own predictions
+        cfg = dataclasses.replace(cfg, output_dir=str(output.with_suffix("")))
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     data = cfg.data
     if data_path is not None:  # the file is both splits: nothing is carved off, every example is scored
         data = dataclasses.replace(
@@ -38,7 +45,7 @@ def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: st
         train=dataclasses.replace(cfg.train, eval_max_batches=None, report_to="none", mixed_precision=None),
     )
     accelerator = build_accelerator(cfg.train, cfg.output_dir, cfg.seed)
-    task = (build_finetune_task if classifier else build_pretrain_task)(cfg, accelerator)
+    task = (build_pretrain_task if objective.packing else build_finetune_task)(cfg, accelerator)
     if task.eval_dataset is None:
         raise PipelineError("the run's data has no validation split; pass --data FILE to score a file")
     batch_size = cfg.train.per_device_eval_batch_size

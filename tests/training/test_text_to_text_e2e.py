@@ -155,3 +155,13 @@ def test_gpt_instruction_tuning_masks_prompt_and_saves_chat_template(tmp_path, t
     main(["generate", str(run), "--instruction", "reverse", "--input", "red blue", "--greedy", "--max-new-tokens", "4"])
     printed = capsys.readouterr().out
     assert "### Instruction" not in printed and printed.strip() == direct[0]["generated_text"].strip()
+
+
+def test_evaluate_scores_a_file_without_touching_the_runs_predictions(reversal_run, capsys):
+    own = (reversal_run / "predictions.jsonl").read_text()
+    held_out = reversal_run.parent / "val.jsonl"
+    main(["evaluate", str(reversal_run), "--data", str(held_out)])
+    results = json.loads((reversal_run / "eval_val.json").read_text())
+    lines = (reversal_run / "eval_val" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 48 and results["exact_match"] >= 0.9
+    assert (reversal_run / "predictions.jsonl").read_text() == own
