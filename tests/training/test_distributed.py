@@ -116,3 +116,18 @@ def test_fsdp_export_holds_the_full_weights(tiny_overrides, tmp_path, capsys):
     main(["evaluate", str(run)])
     report = json.loads((run / "eval_validation.json").read_text())
     assert report["loss"] == pytest.approx(json.loads((run / "eval_results.json").read_text())["eval_loss"], rel=1e-4)
+
+
+def test_two_processes_score_every_text_to_text_example_once(tmp_path):
+    """Generation-based evaluation gathers each process's outputs and target texts without duplicates."""
+    from tests.training.test_text_to_text_e2e import TINY_T5, reversal_overrides, write_reversal
+
+    overrides = [o for o in reversal_overrides(tmp_path) if not o.startswith("data.validation_path")]
+    _, val = write_reversal(tmp_path, n_train=1000, n_val=13)  # odd: accelerate pads the last batch
+    launch_two("finetune", [*TINY_T5, *overrides, f"data.validation_path={val}", "objective.name=seq2seq",
+                            "train.max_steps=4", "train.eval_steps=4", "train.per_device_eval_batch_size=4"])  # fmt: skip
+    lines = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    expected = [json.loads(line)["output"] for line in val.read_text().splitlines()]
+    assert sorted(line["target"] for line in lines) == sorted(expected)
+    assert sorted(line["input"] for line in lines) == sorted(f"reverse: {json.loads(r)['input']}"
+                                                              for r in val.read_text().splitlines())  # fmt: skip
