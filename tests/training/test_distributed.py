@@ -124,8 +124,9 @@ def test_two_processes_score_every_text_to_text_example_once(tmp_path):
 
     overrides = [o for o in reversal_overrides(tmp_path) if not o.startswith("data.validation_path")]
     _, val = write_reversal(tmp_path, n_train=1000, n_val=13)  # odd: accelerate pads the last batch
-    launch_two("finetune", [*TINY_T5, *overrides, f"data.validation_path={val}", "objective.name=seq2seq",
-                            "train.max_steps=4", "train.eval_steps=4", "train.per_device_eval_batch_size=4"])  # fmt: skip
+    sets = [*TINY_T5, *overrides, f"data.validation_path={val}", "objective.name=seq2seq", "train.max_steps=4",
+            "train.eval_steps=4", "train.per_device_eval_batch_size=4"]  # fmt: skip
+    launch_two("finetune", sets)
     lines = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     expected = [json.loads(line)["output"] for line in val.read_text().splitlines()]
     assert sorted(line["target"] for line in lines) == sorted(expected)
