@@ -143,5 +143,5 @@ def test_max_training_documents(corpus):
 
 
 def test_unknown_kind(corpus):
-    with pytest.raises(PipelineError, match=r"unknown tokenizer kind 'unigram'; known: byte_bpe, wordpiece"):
-        train_tokenizer(TokenizerConfig(kind="unigram"), corpus, "text")  # type: ignore[arg-type]
+    with pytest.raises(PipelineError, match=r"unknown tokenizer kind 'sentencepiece'; known: byte_bpe, unigram, wordpiece"):
+        train_tokenizer(TokenizerConfig(kind="sentencepiece"), corpus, "text")  # type: ignore[arg-type]
