@@ -143,5 +143,6 @@ def test_max_training_documents(corpus):
 
 
 def test_unknown_kind(corpus):
-    with pytest.raises(PipelineError, match=r"unknown tokenizer kind 'sentencepiece'; known: byte_bpe, unigram, wordpiece"):
+    known = "byte_bpe, unigram, wordpiece"
+    with pytest.raises(PipelineError, match=rf"unknown tokenizer kind 'sentencepiece'; known: {known}"):
         train_tokenizer(TokenizerConfig(kind="sentencepiece"), corpus, "text")  # type: ignore[arg-type]
