@@ -70,6 +70,14 @@ class Run:
         }
 
     @property
+    def arch(self) -> str:
+        """The exported model's type: a run started from `model.init_from` keeps its config's default arch."""
+        exported = self.path / "final" / "config.json"
+        if not exported.is_file():
+            return self.cfg.model.arch
+        return json.loads(exported.read_text()).get("model_type", self.cfg.model.arch)
+
+    @property
     def train_flops(self) -> float | None:
         """Training FLOPs; the loop writes 0 when it never measured FLOPs per token (e.g. resumed at the end)."""
         return self.results.get("train_flops") or None
@@ -180,7 +188,7 @@ def _task_report(key: str, slug: str, runs: list[Run], out_dir: Path) -> dict:
             {
                 "name": r.name,
                 "path": str(r.path),
-                "arch": r.cfg.model.arch,
+                "arch": r.arch,
                 "parameters": r.results.get("parameters"),
                 "step": r.results.get("step"),
                 "tokens_seen": r.results.get("tokens_seen"),
