@@ -64,3 +64,15 @@ def _fresh_accelerate_state():
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+@pytest.fixture
+def one_thread():
+    """Small LSTM/CNN models run faster on one thread; on a busy 2-core machine, thread hand-offs between
+    competing processes cost orders of magnitude more than the maths."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

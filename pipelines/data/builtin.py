@@ -31,16 +31,21 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def iter_module_documents(root: Path) -> Iterator[dict[str, str]]:
-    """One document per stdlib module: its docstrings, each under its qualified name."""
+def iter_parsed_modules(root: Path) -> Iterator[tuple[Path, ast.Module]]:
+    """(path relative to `root`, syntax tree) of every stdlib source file outside tests, demos and vendored code."""
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
         if set(rel.parts[:-1]) & _SKIP_DIRS:
             continue
         try:
-            tree = ast.parse(path.read_bytes())
+            yield rel, ast.parse(path.read_bytes())
         except (SyntaxError, ValueError, OSError):
             continue  # a few stdlib files are templates or need another Python version
+
+
+def iter_module_documents(root: Path) -> Iterator[dict[str, str]]:
+    """One document per stdlib module: its docstrings, each under its qualified name."""
+    for rel, tree in iter_parsed_modules(root):
         module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
         parts = [f"{module}\n\n{doc}" if (doc := ast.get_docstring(tree)) else module]
         parts += [f"{name}\n{doc}" for name, doc in _iter_docstrings(tree.body, module)]
@@ -87,15 +92,7 @@ def iter_code_summaries(python_version: str = sys.version) -> Iterator[dict[str,
     """(code, summary) pairs: a documented public function or method without its docstring, and the
     docstring's first sentence. Summaries of 3 to 25 words only: shorter ones say little, longer ones
     are rarely one-line summaries. `python_version` keys the `datasets` cache, as above."""
-    root = stdlib_root()
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
-        if set(rel.parts[:-1]) & _SKIP_DIRS:
-            continue
-        try:
-            tree = ast.parse(path.read_bytes())
-        except (SyntaxError, ValueError, OSError):
-            continue
+    for rel, tree in iter_parsed_modules(stdlib_root()):
         for node in _iter_public_functions(tree.body):
             summary = _first_sentence(ast.get_docstring(node) or "")
             if not 3 <= len(summary.split()) <= 25 or len(node.body) < 2:

@@ -62,13 +62,7 @@ def _labels(rows: list[list[int]]) -> torch.Tensor:
     return torch.tensor([r + [-100] * (width - len(r)) for r in rows])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Models this small run faster on one thread; on a busy machine, thread hand-offs cost ~400x the maths."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class RecordingStreamer:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from pipelines.cli import main
@@ -23,13 +22,7 @@ from tests.training.test_text_to_text_e2e import TINY_T5, reversal_overrides, wr
 WORDPIECE = str(REPO / "tokenizers" / "bert-builtin")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """LSTM kernels slow down badly when two threads compete with another process for 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
