@@ -11,6 +11,7 @@ import torch
 from pipelines.errors import PipelineError
 from pipelines.evaluation.classification import load_metric
 from pipelines.evaluation.lm import evaluate_lm
+from pipelines.models import position_limit
 
 # Configured name → (evaluate module, result key reported under the name; None: every float result).
 GENERATION_METRICS = {
@@ -74,8 +75,7 @@ def evaluate_text_to_text(
     was_training = unwrapped.training
     unwrapped.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    config = unwrapped.config
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    positions = position_limit(unwrapped.config)
     inputs, targets, predictions = [], [], []
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:

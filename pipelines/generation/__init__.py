@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from pipelines.errors import PipelineError
-from pipelines.models import resolve_export
+from pipelines.models import position_limit, resolve_export
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def generate(model, tokenizer, prompt: str, settings: GenerationSettings, stream
         set_seed(settings.seed)
     inputs = tokenizer(prompt, return_tensors="pt") if prompt else _bos_only(tokenizer)
     encoder_decoder = model.config.is_encoder_decoder
-    max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    max_len = position_limit(model.config)
     if max_len is not None and inputs["input_ids"].shape[1] >= max_len:
         raise PipelineError(f"the prompt has {inputs['input_ids'].shape[1]} tokens; this model reads at most {max_len}")
     streamer = None

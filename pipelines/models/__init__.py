@@ -85,10 +85,16 @@ def load_pretrained(path: str, auto_class, tokenizer, block_size: int, **config_
             f"the tokenizer has {len(tokenizer)} tokens but the model at {path} has only {config.vocab_size} "
             "embeddings; use the tokenizer the model was trained with"
         )
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    positions = position_limit(config)
     if config.model_type != "t5" and positions is not None and block_size > positions:
         raise PipelineError(f"data.block_size is {block_size} but the model at {path} reads at most {positions} tokens")
     return auto_class.from_pretrained(path, **config_updates)
+
+
+def position_limit(config) -> int | None:
+    """Longest sequence a model's position table covers (GPT-2's `n_positions` maps to this name); None
+    for models without one (T5's relative positions, LSTMs)."""
+    return getattr(config, "max_position_embeddings", None)
 
 
 def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, block_size: int, **config_updates):

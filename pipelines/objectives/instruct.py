@@ -12,6 +12,7 @@ import torch
 
 from pipelines.errors import PipelineError
 from pipelines.objectives import OBJECTIVES, Objective
+from pipelines.objectives.clm import build_clm_collator, pad_blocks
 from pipelines.objectives.seq2seq import target_texts
 
 # Alpaca's layout. The user turn ends with the response header, so the generation prompt adds nothing.
@@ -59,14 +60,10 @@ class InstructCollator:
     pad_token_id: int
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        ids = [torch.as_tensor(e["input_ids"]) for e in examples]
-        input_ids = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id)
+        input_ids, attention_mask = pad_blocks(examples, self.pad_token_id)
         labels = torch.nn.utils.rnn.pad_sequence(
             [torch.as_tensor(e["labels"]) for e in examples], batch_first=True, padding_value=-100
         )
-        attention_mask = torch.zeros_like(input_ids)
-        for row, seq in enumerate(ids):
-            attention_mask[row, : len(seq)] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels} | target_texts(examples)
 
 
@@ -74,8 +71,7 @@ def build_instruct_collator(tokenizer, cfg=None, eval_seed: int | None = None) -
     """Pads with the tokenizer's pad token (EOS if it has none: padding is masked anyway)."""
     if tokenizer.eos_token_id is None:
         raise PipelineError("instruction tuning needs a tokenizer with an EOS token to end responses")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return InstructCollator(pad_token_id=pad)
+    return InstructCollator(pad_token_id=build_clm_collator(tokenizer).pad_token_id)
 
 
 OBJECTIVES.register(
