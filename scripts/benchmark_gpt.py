@@ -34,7 +34,7 @@ from pipelines.models import build_model, model_shape  # noqa: E402
 from pipelines.objectives import OBJECTIVES, auto_class_for  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
 from pipelines.tokenization import load_tokenizer  # noqa: E402
-from pipelines.training.loop import build_optimizer  # noqa: E402
+from pipelines.training.optimizer import build_optimizer  # noqa: E402
 
 # Tuned for ~200 s on 2 CPU cores (a sweep at 100 s: Llama-style blocks beat GPT-2 blocks, width 128 beat
 # 192, and a high learning rate mattered most); any of it can be changed with --set.

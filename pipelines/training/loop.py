@@ -25,10 +25,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from pipelines.config import OptimConfig, RunConfig, TrainConfig
+from pipelines.config import RunConfig, TrainConfig
 from pipelines.errors import PipelineError, TrainingInterrupted
 from pipelines.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from pipelines.training.throughput import flops_per_token, peak_flops, peak_memory_gb
+from pipelines.training.optimizer import build_optimizer
+from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_flops, peak_memory_gb
 
 logger = get_logger(__name__)
 
@@ -90,18 +91,6 @@ def _supported_precision(cfg: TrainConfig) -> str | None:
         f"train.mixed_precision is {cfg.mixed_precision} but this device cannot do it; choose another mode, "
         "or set train.mixed_precision_fallback=true to fall back to fp32"
     )
-
-
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only; biases, norms and 1-d gains are not decayed."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    fused = torch.cuda.is_available() if cfg.fused is None else cfg.fused
-    betas = (cfg.adam_beta1, cfg.adam_beta2)
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon, fused=fused)
 
 
 class MetricsLog:
@@ -217,6 +206,7 @@ def train(
     stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.metric_for_best_model, state.get("early_stopping"))
     stopper.best_weights = extra.get(EarlyStopping.WEIGHTS_FILE)
     last_eval: dict[str, float] = {}
+    progress = ProgressWatch(state.get("eval_losses"))
     running_loss, running_count = torch.zeros((), device=accelerator.device), 0
     bar = tqdm(total=tcfg.max_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
     start = window_start = time.perf_counter()
@@ -226,7 +216,13 @@ def train(
     token_flops = None  # set from the first batch's sequence length
 
     def checkpoint() -> Path:
-        state.update(step=step, tokens_seen=tokens_seen, train_runtime=runtime(), early_stopping=stopper.state())
+        state.update(
+            step=step,
+            tokens_seen=tokens_seen,
+            train_runtime=runtime(),
+            early_stopping=stopper.state(),
+            eval_losses=progress.losses,
+        )
         best = {EarlyStopping.WEIGHTS_FILE: stopper.best_weights} if stopper.best_weights is not None else {}
         return save_checkpoint(accelerator, out / "checkpoints", step, state, keep=tcfg.save_total_limit, extra=best)
 
@@ -241,6 +237,8 @@ def train(
         for batch in batches:
             if step >= tcfg.max_steps:
                 break
+            if token_flops is None:  # counted before the step, while the gradients are still empty
+                token_flops = _flops_per_token(accelerator.unwrap_model(model, keep_torch_compile=False), batch)
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
@@ -252,8 +250,6 @@ def train(
             running_loss += loss.detach()
             running_count += 1
             tokens_seen += batch["input_ids"].numel() * accelerator.num_processes
-            if token_flops is None:
-                token_flops = flops_per_token(accelerator.unwrap_model(model), batch["input_ids"].shape[1])
             if not accelerator.sync_gradients:
                 continue
             step += 1
@@ -291,6 +287,7 @@ def train(
             if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == tcfg.max_steps or out_of_time):
                 last_eval = evaluate(model, eval_loader)
                 metrics.write({"step": step, **{f"eval_{k}": v for k, v in last_eval.items()}, "elapsed": runtime()})
+                progress.update(step, last_eval)
                 stopper.update(step, last_eval, accelerator.unwrap_model(model))
 
             stop_now = _any_process(accelerator, stop[0])
@@ -326,11 +323,37 @@ def train(
         "flops_per_token": token_flops,
         "train_flops": (token_flops or 0.0) * tokens_seen,
         "peak_memory_gb": peak_memory_gb(accelerator.device),
+        "stalled_evaluations": progress.stalled,
         **{f"eval_{k}": v for k, v in last_eval.items()},
     }
     if device_peak and token_flops:
         results["mfu"] = token_flops * per_device / device_peak  # wall time includes evaluation and saving
     return results, model
+
+
+class ProgressWatch:
+    """Says, as it happens, when the validation loss stops falling: a stalled or diverging run shows in the run's
+    output and `eval_results.json` (`stalled_evaluations`), not first in a table afterwards."""
+
+    def __init__(self, losses: list | None = None):
+        self.losses = list(losses or [])
+        """(step, validation loss) of every evaluation so far."""
+
+    def update(self, step: int, metrics: dict) -> None:
+        """Record an evaluation; warn when its loss is not below the previous one's."""
+        if "loss" not in metrics:
+            return
+        if self.losses and not metrics["loss"] < self.losses[-1][1]:
+            before, loss = self.losses[-1], metrics["loss"]
+            verb = "rose" if loss > before[1] else "did not fall"
+            logger.warning(f"validation loss {verb} from {before[1]:.4f} (step {before[0]}) to {loss:.4f} (step "
+                           f"{step}): the run has stalled or is diverging", main_process_only=True)  # fmt: skip
+        self.losses.append((step, metrics["loss"]))
+
+    @property
+    def stalled(self) -> list[int]:
+        """Steps whose evaluation did not improve on the one before."""
+        return [s for (_, a), (s, b) in zip(self.losses, self.losses[1:], strict=False) if not b < a]
 
 
 class EarlyStopping:
@@ -405,6 +428,16 @@ def _batches(accelerator: Accelerator, loader: DataLoader, start_micro_batch: in
         if produced == 0:
             raise PipelineError("the streaming training set yields no full batch")
         epoch += 1
+
+
+def _flops_per_token(model: torch.nn.Module, batch: dict) -> float:
+    """Measured training FLOPs per token; the analytic estimate where the model cannot be counted."""
+    measured = measured_flops_per_token(model, batch)
+    if measured is None:
+        logger.warning("could not count FLOPs on a copy of the model; using the analytic 6·N estimate",
+                       main_process_only=True)  # fmt: skip
+        return flops_per_token(model, batch["input_ids"].shape[1])
+    return measured
 
 
 def _any_process(accelerator: Accelerator, flag: bool) -> bool:

@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
+import copy
 import resource
 import sys
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 # Dense bf16/fp16 tensor-core peaks (FLOP/s) by device name fragment; MFU is reported against these.
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
 
 
+def measured_flops_per_token(model: nn.Module, batch: dict) -> float | None:
+    """Training FLOPs per input token, counted by `torch.utils.flop_counter` on one forward and backward pass of
+    the batch's first example through a copy of the model: every matmul and attention product, encoder and
+    decoder alike, whatever the architecture. The run's weights, gradients and random state are untouched.
+    Per input token (`input_ids` positions, padding included) because that is what the loop counts as tokens.
+    None when the model cannot be copied or run alone (e.g. sharded weights)."""
+    example = {k: v[:1] for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    try:
+        twin = copy.deepcopy(model)
+        twin.train()
+        with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
+            twin(**example).loss.backward()
+    except Exception:  # noqa: BLE001 - any failure only means the analytic estimate is used instead
+        return None
+    return counter.get_total_flops() / example["input_ids"].numel()
+
+
 def flops_per_token(model: nn.Module, seq_len: int) -> float:
-    """Training FLOPs per token: 6·N for the matrix multiplies (forward and backward) plus 12·L·d·T for
-    attention scores and values (PaLM, appendix B).
+    """Analytic estimate for a decoder-only transformer, kept as a cross-check and fallback: 6·N for the matrix
+    multiplies (forward and backward) plus 12·L·d·T for attention scores and values (PaLM, appendix B).
 
     N counts every parameter that takes part in a matrix multiply: embedding lookups (token, position,
     segment tables) are free, but a token table tied to the output projection is one (V·d per token).
     """
     total = sum(p.numel() for p in model.parameters())
-    lookups = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
+    tables = {id(m.weight): m.weight for m in model.modules() if isinstance(m, nn.Embedding)}  # shared ones once
+    lookups = sum(w.numel() for w in tables.values())
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     tied = output is not None and output.weight is model.get_input_embeddings().weight
     matmul = total - lookups + (output.weight.numel() if tied else 0)

@@ -1,0 +1,45 @@
+"""AdamW with per-group learning rates and weight decay, built the same way for every architecture."""
+
+from __future__ import annotations
+
+import torch
+
+from pipelines.config import OptimConfig
+from pipelines.errors import PipelineError
+from pipelines.models import attention_query_weights
+
+
+def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
+    """Four groups: the token embedding table (with a tied output layer), attention query weights, the other
+    matrices, and vectors (biases, norm gains). Vectors are never decayed; the first two get their own
+    learning-rate multipliers (`optim.embedding_lr_scale`, `optim.query_lr_scale` or the architecture's own)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    queries, arch_query_scale = attention_query_weights(model)
+    if cfg.query_lr_scale is not None and not queries:
+        raise PipelineError(f"optim.query_lr_scale is set but {type(model).__name__} has no separate query weights")
+    query_scale = arch_query_scale if cfg.query_lr_scale is None else cfg.query_lr_scale
+    embedding = _token_embedding(model)
+    special = {id(p) for p in queries} | {id(embedding)}
+    groups = [
+        ([p for p in params if p is embedding], cfg.embedding_lr_scale, cfg.weight_decay),
+        ([p for p in params if id(p) in {id(q) for q in queries}], query_scale, cfg.weight_decay),
+        ([p for p in params if p.dim() >= 2 and id(p) not in special], 1.0, cfg.weight_decay),
+        ([p for p in params if p.dim() < 2 and id(p) not in special], 1.0, 0.0),
+    ]
+    return [{"params": ps, "lr": cfg.learning_rate * scale, "weight_decay": decay} for ps, scale, decay in groups if ps]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over `param_groups`; the schedule scales every group's learning rate alike."""
+    fused = torch.cuda.is_available() if cfg.fused is None else cfg.fused
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
+    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon,
+                             fused=fused)  # fmt: skip
+
+
+def _token_embedding(model: torch.nn.Module) -> torch.nn.Parameter | None:
+    """The input token table, or None for a model that does not expose one."""
+    try:
+        return model.get_input_embeddings().weight
+    except (AttributeError, NotImplementedError):
+        return None
