@@ -214,11 +214,13 @@ class OptimConfig:
     """Linear warmup, in optimizer steps."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (0: no clipping)."""
-    embedding_lr_scale: float = 1.0
-    """Learning-rate multiplier for the token embedding table (and the output layer tied to it)."""
+    embedding_lr_scale: float | None = None
+    """Learning-rate multiplier for the token embedding table and an output layer tied to it (None: the
+    architecture's own: sqrt(d_model) for t5, whose table starts sqrt(d_model) times larger than its matrices;
+    1 for the rest)."""
     query_lr_scale: float | None = None
-    """Learning-rate multiplier for attention query weights (None: the architecture's own; t5: 1/sqrt(d_kv), because
-    T5 folds attention's 1/sqrt(d_kv) into the query weights and Adam's step size ignores that scale)."""
+    """Learning-rate multiplier for attention query weights (None: the architecture's own: 1/sqrt(d_kv) for t5,
+    which folds attention's 1/sqrt(d_kv) into its query weights; 1 for the rest)."""
     fused: bool | None = None
     """Fused AdamW kernel (None: on when a GPU is available)."""
 
@@ -446,7 +448,6 @@ def _check_values(cfg: RunConfig) -> None:
         "train.save_steps": cfg.train.save_steps,
         "train.save_total_limit": cfg.train.save_total_limit,
         "optim.learning_rate": cfg.optim.learning_rate,
-        "optim.embedding_lr_scale": cfg.optim.embedding_lr_scale,
     }
     positive |= {  # optional: None means "not limited"
         "data.max_documents": cfg.data.max_documents,
@@ -458,6 +459,7 @@ def _check_values(cfg: RunConfig) -> None:
         "model.num_decoder_layers": cfg.model.num_decoder_layers,
         "model.embedding_size": cfg.model.embedding_size,
         "optim.query_lr_scale": cfg.optim.query_lr_scale,
+        "optim.embedding_lr_scale": cfg.optim.embedding_lr_scale,
     }
     positive |= {
         "tokenizer.num_sentinels": cfg.tokenizer.num_sentinels,

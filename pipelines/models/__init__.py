@@ -127,20 +127,35 @@ def copy_input_embeddings(export: Path, model, tokenizer) -> None:
         target[:num_tokens] = source[:num_tokens]
 
 
-def attention_query_weights(model) -> tuple[list[torch.nn.Parameter], float]:
-    """The attention query matrices (t5, llama, bert) and the learning-rate multiplier the architecture needs
-    for them under Adam (1 where the attention scale is not folded into the weights)."""
+@dataclass(frozen=True)
+class LrScales:
+    """Learning-rate multipliers an architecture needs under Adam, whose step size ignores a weight's scale."""
+
+    queries: list
+    """The attention query matrices (t5, llama, bert; GPT-2 fuses q, k and v into one matrix)."""
+    query: float = 1.0
+    """Multiplier for `queries`."""
+    embedding: float = 1.0
+    """Multiplier for the token embedding table (and an output layer tied to it)."""
+
+
+def lr_scales(model) -> LrScales:
+    """The architecture's own multipliers: 1 everywhere except T5.
+
+    T5 sizes its initial weights for Adafactor, whose steps are relative to each weight's scale: its query
+    weights start sqrt(d_kv) times smaller than k and v (attention's 1/sqrt(d_kv) is folded into them), its
+    token table sqrt(d_model) times larger than the matrices (std 1 against d^-1/2). Adam's steps are the
+    same size for all of them, so at one learning rate the queries move sqrt(d_kv) times too fast (attention
+    saturates within a few hundred steps and the decoder stops reading the source) and the table too slowly.
+    These multipliers give every tensor the relative step of an ordinary d^-1/2 matrix.
+    """
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     suffixes = QUERY_WEIGHTS.get(model_type, ())
     queries = [p for name, p in model.named_parameters() if name.endswith(suffixes)] if suffixes else []
     if model_type == "t5":
-        # T5 never divides q·k by sqrt(d_kv); its query init is sqrt(d_kv) smaller instead. Adam's step does not
-        # shrink with a weight's scale, so at the common learning rate the queries learn sqrt(d_kv) times faster
-        # than in a scaled-attention transformer: attention saturates within a few hundred steps and the decoder
-        # stops reading the source (Multi30K, step 600: loss 4.81 and source gap 0.00, against 3.76 and 1.11).
-        return queries, config.d_kv**-0.5
-    return queries, 1.0
+        return LrScales(queries, query=config.d_kv**-0.5, embedding=config.d_model**0.5)
+    return LrScales(queries)
 
 
 QUERY_WEIGHTS = {
@@ -148,7 +163,7 @@ QUERY_WEIGHTS = {
     "llama": ("self_attn.q_proj.weight",),
     "bert": ("attention.self.query.weight",),
 }
-"""model_type → name suffixes of its attention query matrices (GPT-2 fuses q, k and v into one matrix)."""
+"""model_type → name suffixes of its attention query matrices."""
 
 
 def resolve_export(path: str | Path) -> Path:

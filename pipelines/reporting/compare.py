@@ -19,12 +19,12 @@ from pipelines.config import DataConfig, RunConfig, load_config
 from pipelines.errors import PipelineError
 
 # Metrics shown first, in this order; the first one that every run of a task has ranks the runs.
-_TEXT_TO_TEXT = ("bleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "chrf", "loss")
+_TEXT_TO_TEXT = ("bleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "chrf", "loss", "source_gap")
 PREFERRED_METRICS = {
     "cls": ("accuracy", "f1", "f1_macro", "loss"),
     "clm": ("bits_per_byte", "loss", "perplexity", "token_accuracy"),
     "mlm": ("loss", "perplexity", "token_accuracy"),
-    "span": ("loss", "perplexity", "token_accuracy"),
+    "span": ("loss", "perplexity", "token_accuracy", "source_gap"),
     "seq2seq": _TEXT_TO_TEXT,
     "instruct": _TEXT_TO_TEXT,
 }

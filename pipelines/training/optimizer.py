@@ -6,23 +6,25 @@ import torch
 
 from pipelines.config import OptimConfig
 from pipelines.errors import PipelineError
-from pipelines.models import attention_query_weights
+from pipelines.models import lr_scales
 
 
 def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     """Four groups: the token embedding table (with a tied output layer), attention query weights, the other
     matrices, and vectors (biases, norm gains). Vectors are never decayed; the first two get their own
-    learning-rate multipliers (`optim.embedding_lr_scale`, `optim.query_lr_scale` or the architecture's own)."""
+    learning-rate multipliers (`optim.embedding_lr_scale`, `optim.query_lr_scale`, else the architecture's)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    queries, arch_query_scale = attention_query_weights(model)
-    if cfg.query_lr_scale is not None and not queries:
+    arch = lr_scales(model)
+    if cfg.query_lr_scale is not None and not arch.queries:
         raise PipelineError(f"optim.query_lr_scale is set but {type(model).__name__} has no separate query weights")
-    query_scale = arch_query_scale if cfg.query_lr_scale is None else cfg.query_lr_scale
+    query_scale = arch.query if cfg.query_lr_scale is None else cfg.query_lr_scale
+    embedding_scale = arch.embedding if cfg.embedding_lr_scale is None else cfg.embedding_lr_scale
     embedding = _token_embedding(model)
-    special = {id(p) for p in queries} | {id(embedding)}
+    queries = {id(p) for p in arch.queries}
+    special = queries | {id(embedding)}
     groups = [
-        ([p for p in params if p is embedding], cfg.embedding_lr_scale, cfg.weight_decay),
-        ([p for p in params if id(p) in {id(q) for q in queries}], query_scale, cfg.weight_decay),
+        ([p for p in params if p is embedding], embedding_scale, cfg.weight_decay),
+        ([p for p in params if id(p) in queries], query_scale, cfg.weight_decay),
         ([p for p in params if p.dim() >= 2 and id(p) not in special], 1.0, cfg.weight_decay),
         ([p for p in params if p.dim() < 2 and id(p) not in special], 1.0, 0.0),
     ]

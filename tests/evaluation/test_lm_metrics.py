@@ -162,3 +162,38 @@ def test_empty_loader(accelerator):
     result = evaluate_lm(FixedDistributionLM([0.5, 0.5]), [], accelerator, shift_labels=True)
     assert result["tokens"] == 0
     assert result["token_accuracy"] == 0.0
+
+
+class CopySourceSeq2Seq(nn.Module):
+    """An 'encoder-decoder' that puts probability `hit` on label position t being input_ids[t] (the source)."""
+
+    config = SimpleNamespace(is_encoder_decoder=True)
+
+    def __init__(self, vocab: int, hit: float):
+        super().__init__()
+        self.vocab, self.hit = vocab, hit
+
+    def forward(self, input_ids, attention_mask, labels):
+        miss = (1 - self.hit) / (self.vocab - 1)
+        probs = torch.full((*labels.shape, self.vocab), miss)
+        probs.scatter_(2, input_ids[:, : labels.shape[1]].unsqueeze(-1), self.hit)
+        return SimpleNamespace(logits=probs.log())
+
+
+def test_source_gap_is_the_loss_with_each_source_swapped_for_its_neighbours():
+    vocab, hit = 5, 0.8
+    # Labels copy the source; with the sources rotated, row 0 gets row 2's source: 1 of its 3 tokens still
+    # matches (token 2), row 1 gets row 0's (no match), row 2 gets row 1's (no match).
+    sources = torch.tensor([[1, 2, 3], [4, 4, 4], [3, 2, 1]])
+    batch = {"input_ids": sources, "attention_mask": torch.ones_like(sources), "labels": sources.clone()}
+    results = evaluate_lm(CopySourceSeq2Seq(vocab, hit), [batch], Accelerator(cpu=True), shift_labels=False)
+    hit_nll, miss_nll = -math.log(hit), -math.log((1 - hit) / (vocab - 1))
+    assert results["loss"] == pytest.approx(hit_nll)
+    swapped = (1 * hit_nll + 8 * miss_nll) / 9
+    assert results["source_gap"] == pytest.approx(swapped - hit_nll)
+
+
+def test_decoder_only_models_report_no_source_gap():
+    batch = {"input_ids": torch.tensor([[1, 2, 3]]), "labels": torch.tensor([[1, 2, 3]])}
+    results = evaluate_lm(FixedDistributionLM([0.25] * 4), [batch], Accelerator(cpu=True), shift_labels=True)
+    assert "source_gap" not in results

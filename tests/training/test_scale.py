@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.commands.config.config_args import ClusterConfig
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
 from pipelines.config import load_config
 from pipelines.errors import PipelineError
 from pipelines.pretrain import pretrain
 from pipelines.training import loop
-from pipelines.training.throughput import flops_per_token, peak_memory_gb
+from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_memory_gb
 from tests.conftest import REPO
 
 LAUNCHERS = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
@@ -43,6 +43,34 @@ def test_flops_per_token_matches_a_hand_count():
     # Token table (tied to the output projection) is a matmul; the position table is a lookup.
     matmul = V * d + L * per_layer + 2 * d
     assert flops_per_token(model, T) == 6 * matmul + 12 * L * d * T
+
+
+def test_measured_flops_match_a_hand_count_for_a_tiny_gpt():
+    V, T, d, L = 64, 16, 32, 2  # noqa: N806
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=T, n_embd=d, n_layer=L, n_head=2))
+    ids = torch.randint(0, V, (2, T))
+    # Per token, forward: 2 FLOPs per weight of q/k/v, out, MLP up and down (12·d² a layer) and the tied head
+    # (V·d); attention scores and the weighted sum: 2·2·T·d a layer. Backward is twice the forward.
+    forward = 2 * (L * 12 * d * d + V * d) + L * 4 * T * d
+    assert measured_flops_per_token(model, {"input_ids": ids, "labels": ids}) == 3 * forward
+    assert model.transformer.h[0].attn.c_attn.weight.grad is None  # counted on a copy: the run's model untouched
+
+
+def test_measured_flops_count_the_t5_decoder():
+    V, d, inner, ff, L = 64, 32, 32, 64, 2  # noqa: N806 - vocabulary, width, heads × d_kv, gated MLP width, layers
+    S, U = 16, 8  # noqa: N806 - encoder and decoder tokens
+    model = T5ForConditionalGeneration(T5Config(vocab_size=V, d_model=d, d_kv=16, d_ff=ff, num_layers=L, num_heads=2,
+                                                feed_forward_proj="gated-gelu", decoder_start_token_id=0))  # fmt: skip
+    ids = torch.randint(2, V, (1, S))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids[:, :U]}
+    attention, mlp = 4 * d * inner, 3 * d * ff  # q, k, v, o; wi_0, wi_1, wo
+    weights = S * L * (attention + mlp)  # encoder
+    weights += U * L * (attention + 2 * d * inner + mlp) + S * L * 2 * d * inner  # decoder; cross k, v read the source
+    weights += U * V * d  # the tied output layer, on decoder tokens
+    scores = L * 4 * inner * (S * S + U * U + U * S)  # encoder self, decoder self, cross: scores and weighted sums
+    forward = 2 * weights + scores
+    assert measured_flops_per_token(model, batch) == 3 * forward / S  # per input (encoder) token, as the loop counts
+    assert flops_per_token(model, S) > 0  # the analytic fallback no longer subtracts the shared table three times
 
 
 def test_gradient_accumulation_equals_a_larger_batch(tiny_overrides, tmp_path):
