@@ -40,12 +40,22 @@ def cmd_train_tokenizer(args) -> None:
 
 def run_train_tokenizer(cfg, overwrite: bool = False) -> None:
     """Train and save a tokenizer; refuses to replace an existing one unless `overwrite`."""
+    from pipelines.dir_lock import lock_directory
+
+    target = Path(cfg.tokenizer.path)
+    with lock_directory(target, "tokenizer.path"):  # one writer: two trainings would mix their files
+        if (target / "tokenizer.json").exists() and not overwrite:
+            raise PipelineError(f"a tokenizer already exists at {target}; pass --overwrite to replace it")
+        tokenizer = _train_tokenizer(cfg)
+        tokenizer.save_pretrained(str(target))
+    print(f"saved a {len(tokenizer)}-token {cfg.tokenizer.kind} tokenizer to {target}")
+
+
+def _train_tokenizer(cfg):
+    """A tokenizer trained on the config's data (on the templated text, for text-to-text)."""
     from pipelines.data.sources import load_raw_datasets
     from pipelines.tokenization import train_tokenizer
 
-    target = Path(cfg.tokenizer.path)
-    if (target / "tokenizer.json").exists() and not overwrite:
-        raise PipelineError(f"a tokenizer already exists at {target}; pass --overwrite to replace it")
     if cfg.data.input_template and cfg.data.target_template:  # text-to-text: train on what is read and written
         from pipelines.data.text_to_text import template_fields, templated_text
 
@@ -55,17 +65,15 @@ def run_train_tokenizer(cfg, overwrite: bool = False) -> None:
             templated_text, batched=True, remove_columns=raw["train"].column_names, desc="templating",
             fn_kwargs={"input_template": cfg.data.input_template, "target_template": cfg.data.target_template},
         )  # fmt: skip
-        tokenizer = train_tokenizer(cfg.tokenizer, texts, "text")
-    else:
-        raw = load_raw_datasets(cfg.data, cfg.seed)
-        tokenizer = train_tokenizer(cfg.tokenizer, raw["train"], cfg.data.text_column)
-    tokenizer.save_pretrained(str(target))
-    print(f"saved a {len(tokenizer)}-token {cfg.tokenizer.kind} tokenizer to {target}")
+        return train_tokenizer(cfg.tokenizer, texts, "text")
+    raw = load_raw_datasets(cfg.data, cfg.seed)
+    return train_tokenizer(cfg.tokenizer, raw["train"], cfg.data.text_column)
 
 
 def cmd_prepare(args) -> None:
     """Tokenize the config's data once into memory-mapped token files at `data.prepared_path`."""
     from pipelines.data.prepare import prepare_token_files
+    from pipelines.dir_lock import lock_directory
     from pipelines.objectives import OBJECTIVES
     from pipelines.tokenization import load_tokenizer
 
@@ -73,15 +81,16 @@ def cmd_prepare(args) -> None:
     if not cfg.data.prepared_path:
         raise PipelineError("set data.prepared_path to the directory the token files should go to")
     target = Path(cfg.data.prepared_path)
-    if (target / "meta.json").exists() and not args.overwrite:
-        raise PipelineError(f"{target} already holds prepared tokens; pass --overwrite to replace them")
     objective = OBJECTIVES.get(cfg.objective.name)
     if objective.packing is None:
         raise PipelineError(f"objective '{cfg.objective.name}' trains on labelled examples, not token files")
     if cfg.data.streaming:
         raise PipelineError("prepare writes token files from an in-memory source: unset data.streaming")
     tokenizer = load_tokenizer(cfg.tokenizer.path)
-    meta = prepare_token_files(cfg.data, cfg.seed, tokenizer, objective.packing(tokenizer, cfg), target)
+    with lock_directory(target, "data.prepared_path"):  # one writer: two prepares would mix their token files
+        if (target / "meta.json").exists() and not args.overwrite:
+            raise PipelineError(f"{target} already holds prepared tokens; pass --overwrite to replace them")
+        meta = prepare_token_files(cfg.data, cfg.seed, tokenizer, objective.packing(tokenizer, cfg), target)
     counts = ", ".join(f"{name}: {split['tokens']:,} tokens" for name, split in meta["splits"].items())
     print(f"prepared {counts} in {target}")
 
@@ -267,8 +276,17 @@ def main(argv: list[str] | None = None) -> None:
         print(err, file=sys.stderr)
         sys.exit(130)
     except PipelineError as err:
+        _close_progress_bars()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _close_progress_bars() -> None:
+    """End a progress bar an error cut short, so the message starts a line of its own instead of trailing it."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()

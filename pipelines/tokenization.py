@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,4 +150,27 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
             f"no tokenizer at {path} (expected {path / 'tokenizer.json'}); "
             "train one with `python -m pipelines train-tokenizer --config <same config>`"
         )
-    return AutoTokenizer.from_pretrained(str(path))
+    for name in TOKENIZER_FILES:
+        check_json_file(path / name, "train the tokenizer again")
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as err:  # noqa: BLE001 - valid JSON that `tokenizers` rejects raises a bare Exception
+        raise PipelineError(f"cannot load the tokenizer at {path}: {str(err).strip().splitlines()[0]}") from None
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+"""The JSON files `save_pretrained` writes for a fast tokenizer (the last only in older `transformers`)."""
+
+
+def check_json_file(path: Path, remedy: str) -> None:
+    """Refuse a JSON file that exists but cannot be parsed (cut off by a crash or a full disk), naming it."""
+    if not path.exists():
+        return
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise PipelineError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}; cut off?): {remedy}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise PipelineError(f"{path} cannot be read ({err}): {remedy}") from None

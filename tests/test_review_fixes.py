@@ -23,6 +23,7 @@ def test_overwrite_never_deletes_a_directory_that_holds_no_run(tmp_path):
 
 
 def test_unreadable_saved_config_is_a_clear_error(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"package": "pipelines", "run_id": "r1"}))
     (tmp_path / "config.yaml").write_text("")
     with pytest.raises(PipelineError, match="unreadable"):
         check_output_dir(load_config(None, [f"output_dir={tmp_path}"]))

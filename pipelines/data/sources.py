@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
+import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import datasets
@@ -159,7 +163,9 @@ def _load_parallel_split(prefix: str, cfg: DataConfig) -> Dataset:
         path = Path(f"{prefix}.{name}")
         try:
             columns[name] = path.read_text(encoding=cfg.encoding).splitlines()
-        except (OSError, UnicodeDecodeError) as err:
+        except UnicodeDecodeError as err:
+            raise PipelineError(f"cannot read {path}: {err}; set data.encoding to the files' encoding") from None
+        except OSError as err:
             raise PipelineError(f"cannot read {path}: {err}") from None
     lengths = {name: len(lines) for name, lines in columns.items()}
     if len(set(lengths.values())) > 1:
@@ -218,16 +224,84 @@ def _load_file_split(path: str, cfg: DataConfig) -> Dataset:
         if cfg.column_names:
             kwargs["column_names"] = cfg.column_names
     try:
-        dataset = datasets.load_dataset(builder, data_files=files, split="train", streaming=cfg.streaming, **kwargs)
-    except Exception as err:  # datasets raises many types for malformed files
-        raise PipelineError(f"could not read {path}: {_first_line(err)}") from None
+        with _quiet_datasets():
+            dataset = datasets.load_dataset(builder, data_files=files, split="train", streaming=cfg.streaming, **kwargs)
+            first = next(iter(dataset), None) if cfg.streaming else None  # a stream reads its files only now
+    except Exception as err:  # noqa: BLE001 - datasets raises many types for malformed files
+        raise _read_error(path, files, builder, cfg.encoding, err) from None
     if cfg.streaming:  # the column check happens on the first record, in _streaming_splits
-        first = next(iter(dataset), None)
         has_column = first is not None and cfg.text_column in first
         return dataset.filter(_has_text, input_columns=cfg.text_column, batched=True) if has_column else dataset
     if cfg.text_column in dataset.column_names:
         dataset = dataset.filter(_has_text, input_columns=cfg.text_column, batched=True, desc="dropping empty rows")
     return dataset
+
+
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Silence the log lines `datasets` prints before raising: the `PipelineError` says it better, once."""
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+
+
+def _read_error(path: str, files: list[str], builder: str, encoding: str, err: Exception) -> PipelineError:
+    """Why `load_dataset` failed, as precisely as can be found: the file, the cause and, where known, the line.
+
+    `datasets` wraps the cause in a generic "An error occurred while generating the dataset" and does not say
+    which file or line; so each file is examined here (only after a failure: the happy path reads nothing twice).
+    """
+    for file in files:
+        problem = _file_problem(Path(file), builder, encoding)
+        if problem:
+            return PipelineError(f"could not read {file}: {problem}")
+    return PipelineError(f"could not read {path}: {_root_cause(err)}")
+
+
+def _file_problem(file: Path, builder: str, encoding: str) -> str | None:
+    """An empty file, a byte sequence that is not `encoding` text, or a JSON Lines record that does not parse."""
+    if file.stat().st_size == 0:
+        return "the file is empty"
+    if builder not in ("text", "csv", "json"):
+        return None
+    encoding = "utf-8" if builder == "json" else encoding  # data.encoding applies to text and CSV files
+    hint = "JSON files must be UTF-8" if builder == "json" else "set data.encoding to its encoding (e.g. latin-1)"
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with file.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = decoder.decode(raw)
+            except UnicodeDecodeError as err:
+                byte = raw[err.start] if err.start < len(raw) else None
+                shown = f"byte 0x{byte:02x}" if byte is not None else "a byte"
+                return f"line {number} is not valid {encoding} text ({shown}); {hint}"
+            if builder == "json" and line.strip():
+                try:
+                    json.loads(line.rstrip("\r\n"))  # so a column past the end points at the line's end
+                except json.JSONDecodeError as err:
+                    if number == 1:  # maybe not JSON Lines but one document over many lines
+                        return _json_document_problem(file)
+                    return f"line {number} is not valid JSON ({err.msg} at column {err.colno})"
+    return None
+
+
+def _json_document_problem(file: Path) -> str | None:
+    """Where a whole-file JSON document fails to parse, or None when it parses."""
+    try:
+        json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        return f"line {err.lineno} is not valid JSON ({err.msg} at column {err.colno})"
+    return None
+
+
+def _root_cause(err: BaseException) -> str:
+    """The first message in the exception chain that is not `datasets`' generic wrapper."""
+    while isinstance(err, datasets.exceptions.DatasetGenerationError) and (err.__cause__ or err.__context__):
+        err = err.__cause__ or err.__context__
+    return _first_line(err)
 
 
 def _has_text(texts: list[str | None]) -> list[bool]:

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from pipelines.errors import PipelineError
 
 META = "meta.json"
+REPREPARE = "prepare the tokens again with `python -m pipelines prepare --overwrite`"
 
 
 def write_token_files(
@@ -60,7 +61,21 @@ def read_meta(directory: Path) -> dict:
     path = Path(directory) / META
     if not path.is_file():
         raise PipelineError(f"no prepared tokens at {directory} (no {META}); run `python -m pipelines prepare`")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        splits, itemsize = meta["splits"], np.dtype(meta["dtype"]).itemsize
+        expected = {name: split["tokens"] * itemsize for name, split in splits.items()}
+    except (OSError, ValueError, KeyError, TypeError) as err:  # truncated JSON, missing fields, unknown dtype
+        raise PipelineError(f"{path} is damaged ({type(err).__name__}: {err}); {REPREPARE}") from None
+    for name, size in expected.items():
+        tokens = Path(directory) / f"{name}.bin"
+        actual = tokens.stat().st_size if tokens.is_file() else None
+        if actual != size:
+            found = "is missing" if actual is None else f"has {actual:,} bytes"
+            raise PipelineError(
+                f"{tokens} {found}, but {META} lists {size:,} bytes ({splits[name]['tokens']:,} tokens); {REPREPARE}"
+            )
+    return meta
 
 
 class TokenBlocks(Dataset):

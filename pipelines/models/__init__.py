@@ -88,7 +88,10 @@ def load_pretrained(path: str, auto_class, tokenizer, block_size: int, **config_
     positions = position_limit(config)
     if config.model_type != "t5" and positions is not None and block_size > positions:
         raise PipelineError(f"data.block_size is {block_size} but the model at {path} reads at most {positions} tokens")
-    return auto_class.from_pretrained(path, **config_updates)
+    try:
+        return auto_class.from_pretrained(path, **config_updates)
+    except Exception as err:  # noqa: BLE001 - damaged weights raise OSError, SafetensorError, RuntimeError, ...
+        raise PipelineError(f"cannot load the model weights from {path}: {str(err).strip().splitlines()[0]}") from None
 
 
 def position_limit(config) -> int | None:
@@ -171,10 +174,32 @@ def resolve_export(path: str | Path) -> Path:
     path = Path(path)
     for candidate in (path / "final", path):
         if (candidate / "config.json").is_file():
+            check_export_files(candidate)
             return candidate
     if not path.exists():
         raise PipelineError(f"no such directory: {path}")
     raise PipelineError(f"{path} holds no exported model (no config.json in it or in {path / 'final'})")
+
+
+def check_export_files(export: Path) -> None:
+    """Refuse an export with a damaged file (cut off by a crash, a full disk or a copy), naming the file.
+
+    Reads every JSON file and the header of every safetensors file, which also checks that the file is as
+    long as its header says; the weights themselves are not read.
+    """
+    from safetensors import safe_open
+
+    from pipelines.tokenization import check_json_file
+
+    remedy = "the export is damaged; export it again"
+    for path in sorted(export.glob("*.json")):
+        check_json_file(path, remedy)
+    for path in sorted(export.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as err:  # noqa: BLE001 - SafetensorError, OSError, ...
+            raise PipelineError(f"{path} is unreadable ({str(err).strip().splitlines()[0]}): {remedy}") from None
 
 
 # Registration happens on import of the modules that define builders.

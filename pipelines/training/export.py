@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from pipelines.disk import format_bytes, free_bytes
+from pipelines.errors import PipelineError
+
 
 def export_final(accelerator, model, tokenizer, output_dir: str | Path, card: str, generation: dict | None = None,
                  files: dict[str, str] | None = None) -> Path:  # fmt: skip
@@ -29,12 +32,26 @@ def export_final(accelerator, model, tokenizer, output_dir: str | Path, card: st
             gen.pad_token_id = tokenizer.pad_token_id
             gen.do_sample, gen.top_k, gen.max_new_tokens = True, 50, 100
             gen.update(**(generation or {}))
-        unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(card)
-        for name, content in (files or {}).items():
-            (tmp / name).write_text(content)
+        try:
+            unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "README.md").write_text(card)
+            for name, content in (files or {}).items():
+                (tmp / name).write_text(content)
+        except Exception as err:  # noqa: BLE001 - a full disk surfaces as OSError, RuntimeError or SafetensorError
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise PipelineError(_export_failed(final, err, state_dict)) from None
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _export_failed(final: Path, err: Exception, state_dict: dict) -> str:
+    needed = sum(t.numel() * t.element_size() for t in state_dict.values())
+    cause = (str(err).strip() or type(err).__name__).splitlines()[0]
+    return (
+        f"could not write the export {final}: {cause}; the weights need about {format_bytes(needed)} and "
+        f"{format_bytes(free_bytes(final.parent))} is free. The checkpoints are intact: free some space and run "
+        "the same command to export again"
+    )

@@ -11,6 +11,8 @@ import json
 import math
 import os
 import signal
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,7 +29,7 @@ from transformers import get_scheduler
 
 from pipelines.config import RunConfig, TrainConfig
 from pipelines.errors import PipelineError, TrainingInterrupted
-from pipelines.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from pipelines.training.checkpoint import list_checkpoints, load_newest_checkpoint, save_checkpoint
 from pipelines.training.optimizer import build_optimizer
 from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_flops, peak_memory_gb
 
@@ -121,22 +123,55 @@ def _step_of(line: str) -> float:
         return float("inf")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+ABORT_GRACE_S = 1.0
+"""How long a second stop signal may wait for the main thread before the process ends itself."""
+
+
 @contextmanager
 def stop_requests() -> Iterator[list[bool]]:
-    """Turn the first Ctrl-C/SIGTERM into a flag the loop checks at step boundaries; a second one aborts."""
+    """Turn the first Ctrl-C/SIGTERM into a flag the loop checks at step boundaries; a second one aborts.
+
+    Python runs a signal handler only between two bytecodes of the main thread: a signal that arrives during
+    a long native call (a large matmul, a collective, a blocking read) waits for the call to return, and two
+    that arrive during the same call reach the handler once, so the second would be lost. A watcher thread
+    therefore counts the signals as the interpreter's C-level handler receives them (through the wakeup fd);
+    if the block has not been left within ABORT_GRACE_S of the second (the handler's `KeyboardInterrupt` did not
+    arrive, or something swallowed it), it ends the process with exit code 130. Checkpoints stay whole either
+    way: a save cut short never replaces the last one.
+    """
     flag = [False]
+    left = threading.Event()  # the block is over: nothing for the watcher to abort
 
     def handler(signum, frame):
         if flag[0]:
             raise KeyboardInterrupt
         flag[0] = True
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)  # set_wakeup_fd requires it: the C handler must never block
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    threading.Thread(target=_abort_on_second_signal, args=(read_fd, left), daemon=True).start()
     try:
         yield flag
     finally:
+        left.set()
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write_fd)  # the watcher reads end-of-file and exits
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _abort_on_second_signal(read_fd: int, left: threading.Event) -> None:
+    """Watcher thread of `stop_requests`: exit with code 130 when the second stop signal goes unanswered."""
+    received = 0
+    while chunk := os.read(read_fd, 64):  # one byte per signal received (its number); b"" at end-of-file
+        before, received = received, received + sum(byte in STOP_SIGNALS for byte in chunk)
+        if before < 2 <= received and not left.wait(ABORT_GRACE_S):
+            print("aborted by a second interrupt; run the same command to resume", file=sys.stderr, flush=True)
+            os._exit(130)
+    os.close(read_fd)
 
 
 def train(
@@ -196,8 +231,8 @@ def train(
     checkpoints = list_checkpoints(out / "checkpoints") if resume else []
     extra = {}
     if checkpoints:
-        state, extra = load_checkpoint(accelerator, checkpoints[-1])
-        logger.info(f"resuming from {checkpoints[-1]} (step {state['step']})", main_process_only=True)
+        resumed, state, extra = load_newest_checkpoint(accelerator, checkpoints)
+        logger.info(f"resuming from {resumed} (step {state['step']})", main_process_only=True)
     metrics = MetricsLog(accelerator, out / "metrics.jsonl", resume_step=state["step"])
     if tcfg.report_to != "none":
         accelerator.init_trackers("tensorboard", config=_flat_hparams(cfg))
