@@ -89,8 +89,13 @@ class Zygote:
     semantics: stdout and stderr go to a log file, the exit status comes back)."""
 
     SOURCE = r"""
-import json, os, sys, traceback
+import json, os, sys, threading, time, traceback
 from pipelines import cli, pretrain  # noqa: F401 - the slow imports, once for every child
+def exit_when_orphaned(parent=os.getppid()):  # a test run killed without teardown must not leave us behind
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+threading.Thread(target=exit_when_orphaned, daemon=True).start()
 for line in sys.stdin:
     request = json.loads(line)
     if "wait" in request:
