@@ -67,6 +67,9 @@ class DataConfig:
     """`.txt` files: one example per line, per blank-line-separated paragraph, or per file."""
     max_documents: int | None = None
     """Keep only the first N training documents (quick experiments and tests)."""
+    max_train_examples: int | None = None
+    """Classification: train on a stratified subset of N labelled examples, drawn by `seed` (a learning curve over
+    label counts, one flag per point); validation stays whole."""
     block_size: int = 128
     """Tokens per training example; documents are packed into blocks of this length."""
     num_proc: int | None = None
@@ -451,6 +454,7 @@ def _check_values(cfg: RunConfig) -> None:
     }
     positive |= {  # optional: None means "not limited"
         "data.max_documents": cfg.data.max_documents,
+        "data.max_train_examples": cfg.data.max_train_examples,
         "train.eval_max_batches": cfg.train.eval_max_batches,
         "model.intermediate_size": cfg.model.intermediate_size,
         "tokenizer.max_training_documents": cfg.tokenizer.max_training_documents,
@@ -474,6 +478,8 @@ def _check_values(cfg: RunConfig) -> None:
     for key, value in positive.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"'{key}' must be positive, got {value}")
+    if cfg.data.max_train_examples is not None and cfg.objective.name != "cls":
+        raise ConfigError("'data.max_train_examples' subsets labelled classification data (objective.name: cls)")
     if cfg.optim.warmup_steps < 0:
         raise ConfigError(f"'optim.warmup_steps' must be >= 0, got {cfg.optim.warmup_steps}")
     for key in ("adam_beta1", "adam_beta2"):

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict
 
 from pipelines.config import DataConfig
 from pipelines.data.sources import load_raw_datasets
@@ -163,7 +163,22 @@ def prepare_classification_data(cfg: DataConfig, seed: int, tokenizer) -> Classi
         },
         desc="tokenizing",
     )
+    if cfg.max_train_examples is not None:
+        examples["train"] = stratified_subset(examples["train"], cfg.max_train_examples, labels, seed)
     return ClassificationData(examples=examples, labels=list(labels))
+
+
+def stratified_subset(examples: Dataset, size: int, labels: list[str], seed: int) -> Dataset:
+    """`size` examples drawn by `seed` with the label proportions of the whole set (datasets' stratified split)."""
+    if size > len(examples):
+        raise PipelineError(f"data.max_train_examples is {size} but the training data has {len(examples)} examples")
+    if size == len(examples):
+        return examples
+    if size < len(labels):
+        raise PipelineError(f"data.max_train_examples is {size}, fewer than the {len(labels)} labels it must cover")
+    classed = examples.cast_column("labels", ClassLabel(names=list(labels)))
+    subset = classed.train_test_split(train_size=size, stratify_by_column="labels", seed=seed)["train"]
+    return subset.cast_column("labels", examples.features["labels"])
 
 
 def _sorted_labels(names: list[str]) -> list[str]:

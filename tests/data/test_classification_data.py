@@ -275,3 +275,49 @@ def test_trec_text_is_decoded_as_latin1(trec_file):
 def test_unknown_preprocess_lists_known_names(trec_file, wordpiece):
     with pytest.raises(PipelineError, match=r"unknown data\.preprocess step 'trec'; known: trec_coarse, trec_fine"):
         _prepare(_trec_cfg(trec_file, "trec"), wordpiece)
+
+
+# --------------------------------------------------------------------------- low-label subsets
+
+
+def _skewed(tmp_path: Path) -> tuple[Path, Path]:
+    """300 training rows, 2/3 positive, each sentence unique (its index is in it); 20 validation rows."""
+    train = "".join(f"the film {i} was {'good' if i % 3 else 'bad'}\t{1 if i % 3 else 0}\n" for i in range(300))
+    val = "".join(f"a story {i}\t{i % 2}\n" for i in range(20))
+    return _write(tmp_path / "train.tsv", "sentence\tlabel\n" + train), _write(
+        tmp_path / "dev.tsv", "sentence\tlabel\n" + val
+    )
+
+
+def _subset(tmp_path: Path, wordpiece, size: int, seed: int = 0):
+    train, val = _skewed(tmp_path)
+    cfg = _cfg(train, text_column="sentence", validation_path=str(val), max_train_examples=size)
+    return prepare_classification_data(cfg, seed=seed, tokenizer=wordpiece)
+
+
+def test_max_train_examples_is_a_stratified_subset_and_validation_stays_whole(tmp_path, wordpiece):
+    data = _subset(tmp_path, wordpiece, 30)
+    labels = list(data.examples["train"]["labels"])
+    assert len(labels) == 30 and labels.count(1) == 20 and labels.count(0) == 10  # the 2:1 of the whole set
+    assert len(data.examples["validation"]) == 20
+
+
+def test_max_train_examples_is_deterministic_per_seed(tmp_path, wordpiece):
+    def rows(seed: int) -> list:
+        return list(_subset(tmp_path, wordpiece, 30, seed).examples["train"]["input_ids"])
+
+    assert rows(0) == rows(0)
+    assert rows(0) != rows(1)
+
+
+def test_max_train_examples_larger_than_the_data_is_refused(tmp_path, wordpiece):
+    with pytest.raises(PipelineError, match="max_train_examples is 301 but the training data has 300 examples"):
+        _subset(tmp_path, wordpiece, 301)
+    assert len(_subset(tmp_path, wordpiece, 300).examples["train"]) == 300  # all of it: the data as it is
+
+
+def test_max_train_examples_is_for_classification_only():
+    from pipelines.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="max_train_examples"):
+        load_config(None, ["data.max_train_examples=100"])  # the default objective is clm
