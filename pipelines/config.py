@@ -211,8 +211,11 @@ class OptimConfig:
     """AdamW beta2."""
     adam_epsilon: float = 1e-8
     """AdamW epsilon."""
-    lr_scheduler_type: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
-    """Decay after warmup."""
+    lr_scheduler_type: Literal["cosine", "linear", "constant_with_warmup", "warmup_stable_decay"] = "cosine"
+    """Decay after warmup. `warmup_stable_decay` holds the peak rate and decays (1 - sqrt) over the last
+    `decay_fraction` of `train.max_steps`: the run can be extended, or stopped early, with little lost."""
+    decay_fraction: float = 0.2
+    """`warmup_stable_decay`: fraction of `train.max_steps` spent decaying to zero."""
     warmup_steps: int = 30
     """Linear warmup, in optimizer steps."""
     max_grad_norm: float = 1.0
@@ -478,6 +481,8 @@ def _check_values(cfg: RunConfig) -> None:
     for key, value in positive.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"'{key}' must be positive, got {value}")
+    if not 0.0 < cfg.optim.decay_fraction <= 1.0:
+        raise ConfigError(f"'optim.decay_fraction' must be in (0, 1], got {cfg.optim.decay_fraction}")
     if cfg.data.max_train_examples is not None and cfg.objective.name != "cls":
         raise ConfigError("'data.max_train_examples' subsets labelled classification data (objective.name: cls)")
     if cfg.optim.warmup_steps < 0:

@@ -25,12 +25,11 @@ from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from pipelines.config import RunConfig, TrainConfig
 from pipelines.errors import PipelineError, TrainingInterrupted
 from pipelines.training.checkpoint import list_checkpoints, load_newest_checkpoint, save_checkpoint
-from pipelines.training.optimizer import build_optimizer
+from pipelines.training.optimizer import build_optimizer, build_scheduler
 from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_flops, peak_memory_gb
 
 logger = get_logger(__name__)
@@ -197,13 +196,7 @@ def train(
             raise PipelineError(f"{type(model).__name__} does not support train.gradient_checkpointing")
         model.gradient_checkpointing_enable()
     optimizer = build_optimizer(model, cfg.optim)
-    # A prepared scheduler steps once per process per optimizer step, hence the factor.
-    scheduler = get_scheduler(
-        cfg.optim.lr_scheduler_type,
-        optimizer,
-        num_warmup_steps=cfg.optim.warmup_steps * accelerator.num_processes,
-        num_training_steps=tcfg.max_steps * accelerator.num_processes,
-    )
+    scheduler = build_scheduler(optimizer, cfg.optim, tcfg.max_steps, accelerator.num_processes)
     streaming = isinstance(train_dataset, torch.utils.data.IterableDataset)  # shuffled by its own buffer
     train_loader = DataLoader(
         train_dataset,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from transformers import get_scheduler
 
 from pipelines.config import OptimConfig
 from pipelines.errors import PipelineError
@@ -37,6 +38,22 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
     betas = (cfg.adam_beta1, cfg.adam_beta2)
     return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon,
                              fused=fused)  # fmt: skip
+
+
+def build_scheduler(optimizer, cfg: OptimConfig, max_steps: int, num_processes: int):
+    """The learning-rate schedule over `max_steps` optimizer steps (warmup, then `cfg.lr_scheduler_type`)."""
+    # A prepared scheduler steps once per process per optimizer step, hence the factor.
+    extra = None
+    if cfg.lr_scheduler_type == "warmup_stable_decay":
+        decay_steps = max(1, round(cfg.decay_fraction * max_steps))
+        extra = {"num_decay_steps": decay_steps * num_processes, "decay_type": "1-sqrt"}
+    return get_scheduler(
+        cfg.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=cfg.warmup_steps * num_processes,
+        num_training_steps=max_steps * num_processes,
+        scheduler_specific_kwargs=extra,
+    )
 
 
 def _token_embedding(model: torch.nn.Module) -> torch.nn.Parameter | None:

@@ -1,0 +1,83 @@
+"""Parameter groups (which tensor gets which learning rate and decay) and the learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+
+from pipelines.config import ModelConfig, OptimConfig
+from pipelines.errors import PipelineError
+from pipelines.models import ModelShape, build_model
+from pipelines.training.optimizer import build_scheduler, param_groups
+
+SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
+
+
+def _model(arch: str, auto_class, **fields):
+    return build_model(ModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=2, **fields), SHAPE, auto_class)
+
+
+def _lr_of(groups: list[dict], tensor: torch.Tensor) -> float:
+    return next(g["lr"] for g in groups if any(p is tensor for p in g["params"]))
+
+
+def test_t5_queries_and_table_get_their_own_rates_and_every_tensor_one_group():
+    model = _model("t5", AutoModelForSeq2SeqLM)
+    groups = param_groups(model, OptimConfig(learning_rate=1e-3))
+    d_kv, d = model.config.d_kv, model.config.d_model
+    assert _lr_of(groups, model.encoder.block[0].layer[0].SelfAttention.q.weight) == pytest.approx(
+        1e-3 / math.sqrt(d_kv)
+    )
+    assert _lr_of(groups, model.decoder.block[1].layer[1].EncDecAttention.q.weight) == pytest.approx(
+        1e-3 / math.sqrt(d_kv)
+    )
+    assert _lr_of(groups, model.shared.weight) == pytest.approx(1e-3 * math.sqrt(d))  # the tied head with it
+    assert _lr_of(groups, model.encoder.block[0].layer[0].SelfAttention.k.weight) == 1e-3
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == len(list(model.parameters()))
+
+
+def test_config_scales_override_the_architectures_and_vectors_are_never_decayed():
+    model = _model("t5", AutoModelForSeq2SeqLM)
+    groups = param_groups(model, OptimConfig(learning_rate=1e-3, query_lr_scale=1.0, embedding_lr_scale=2.0))
+    assert _lr_of(groups, model.encoder.block[0].layer[0].SelfAttention.q.weight) == 1e-3
+    assert _lr_of(groups, model.shared.weight) == 2e-3
+    assert all(g["weight_decay"] == 0.0 for g in groups if all(p.dim() < 2 for p in g["params"]))
+    assert all(g["weight_decay"] == 0.1 for g in groups if all(p.dim() >= 2 for p in g["params"]))
+
+
+@pytest.mark.parametrize(("arch", "auto_class"), [("gpt2", AutoModelForCausalLM), ("llama", AutoModelForCausalLM),
+                                                  ("bert", AutoModelForMaskedLM)])  # fmt: skip
+def test_other_architectures_keep_one_rate_by_default(arch, auto_class):
+    groups = param_groups(_model(arch, auto_class), OptimConfig(learning_rate=1e-3))
+    assert {g["lr"] for g in groups} == {1e-3}
+
+
+def test_a_query_scale_for_a_model_without_separate_queries_is_refused():
+    with pytest.raises(PipelineError, match="no separate query weights"):
+        param_groups(_model("gpt2", AutoModelForCausalLM), OptimConfig(query_lr_scale=0.5))  # fused q, k, v
+
+
+def _rates(cfg: OptimConfig, max_steps: int) -> list[float]:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.learning_rate)
+    scheduler = build_scheduler(optimizer, cfg, max_steps, num_processes=1)
+    rates = []
+    for _ in range(max_steps):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_warmup_stable_decay_holds_the_peak_then_decays_over_its_fraction():
+    cfg = OptimConfig(learning_rate=1.0, warmup_steps=10, lr_scheduler_type="warmup_stable_decay", decay_fraction=0.25)
+    rates = _rates(cfg, 100)
+    assert rates[0] == 0.0 and rates[5] == pytest.approx(0.5)  # linear warmup
+    assert rates[10:75] == [1.0] * 65  # stable at the peak until the last quarter
+    assert rates[75] == pytest.approx(1.0) and rates[99] < 0.15  # then down towards zero
+    assert all(a >= b for a, b in zip(rates[75:], rates[76:], strict=False))
+    # 1 - sqrt: halfway through the decay the rate is 1 - sqrt(0.5).
+    assert rates[87] == pytest.approx(1 - math.sqrt(12 / 25), abs=1e-6)
