@@ -236,6 +236,7 @@ def train(
     last_eval: dict[str, float] = {}
     progress = ProgressWatch(state.get("eval_losses"))
     running_loss, running_count = torch.zeros((), device=accelerator.device), 0
+    grad_norm = None  # of the last optimizer step, while clipping is on (DeepSpeed reports none)
     bar = tqdm(total=tcfg.max_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
     start = window_start = time.perf_counter()
     runtime_before = state["train_runtime"]  # wall time of earlier sessions of this run
@@ -271,7 +272,8 @@ def train(
                 loss = model(**batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+                    # The norm before clipping, logged: spikes and a steady climb are early signs of divergence.
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -306,6 +308,8 @@ def train(
                 }
                 if device_peak:
                     record["mfu"] = token_flops * per_device / device_peak
+                if grad_norm is not None:
+                    record["grad_norm"] = float(grad_norm)
                 metrics.write(record)
                 bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_second:,.0f}")
                 if not math.isfinite(train_loss):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,7 @@ def test_throughput_figures_are_reported(tiny_overrides, tmp_path):
     assert 0 < results["peak_memory_gb"] < 64 and peak_memory_gb(torch.device("cpu")) > 0
     records = [json.loads(line) for line in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
     assert all("mfu" in r and "tokens_per_second_per_device" in r for r in records if "loss" in r)
+    assert all(math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0 for r in records if "loss" in r)
 
 
 def test_more_processes_than_gpus_is_refused(monkeypatch):
