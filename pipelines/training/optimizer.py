@@ -11,8 +11,8 @@ from pipelines.models import lr_scales
 
 
 def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Four groups: the token embedding table (with a tied output layer), attention query weights, the other
-    matrices, and vectors (biases, norm gains). Vectors are never decayed; the first two get their own
+    """Four groups: the matrices, the token embedding table (with a tied output layer), the attention query
+    weights, and vectors (biases, norm gains). Vectors are never decayed; the table and the queries get their own
     learning-rate multipliers (`optim.embedding_lr_scale`, `optim.query_lr_scale`, else the architecture's)."""
     params = [p for p in model.parameters() if p.requires_grad]
     arch = lr_scales(model)
@@ -23,10 +23,10 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     embedding = _token_embedding(model)
     queries = {id(p) for p in arch.queries}
     special = queries | {id(embedding)}
-    groups = [
+    groups = [  # the plain matrices first: their rate is the one logged as `learning_rate`
+        ([p for p in params if p.dim() >= 2 and id(p) not in special], 1.0, cfg.weight_decay),
         ([p for p in params if p is embedding], embedding_scale, cfg.weight_decay),
         ([p for p in params if id(p) in queries], query_scale, cfg.weight_decay),
-        ([p for p in params if p.dim() >= 2 and id(p) not in special], 1.0, cfg.weight_decay),
         ([p for p in params if p.dim() < 2 and id(p) not in special], 1.0, 0.0),
     ]
     return [{"params": ps, "lr": cfg.learning_rate * scale, "weight_decay": decay} for ps, scale, decay in groups if ps]

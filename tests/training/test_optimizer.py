@@ -36,6 +36,7 @@ def test_t5_queries_and_table_get_their_own_rates_and_every_tensor_one_group():
     )
     assert _lr_of(groups, model.shared.weight) == pytest.approx(1e-3 * math.sqrt(d))  # the tied head with it
     assert _lr_of(groups, model.encoder.block[0].layer[0].SelfAttention.k.weight) == 1e-3
+    assert groups[0]["lr"] == 1e-3  # the logged `learning_rate` is the plain matrices'
     grouped = [p for g in groups for p in g["params"]]
     assert len(grouped) == len({id(p) for p in grouped}) == len(list(model.parameters()))
 
