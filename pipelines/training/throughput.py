@@ -21,10 +21,12 @@ def measured_flops_per_token(model: nn.Module, batch: dict) -> float | None:
     Per input token (`input_ids` positions, padding included) because that is what the loop counts as tokens.
     None when the model cannot be copied or run alone (e.g. sharded weights)."""
     example = {k: v[:1] for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    device = example["input_ids"].device
+    rng_devices = [device] if device.type == "cuda" else []  # dropout in the copy must not move the run's RNG
     try:
         twin = copy.deepcopy(model)
         twin.train()
-        with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
+        with torch.random.fork_rng(devices=rng_devices), FlopCounterMode(display=False) as counter:
             twin(**example).loss.backward()
     except Exception:  # noqa: BLE001 - any failure only means the analytic estimate is used instead
         return None

@@ -57,6 +57,14 @@ def test_measured_flops_match_a_hand_count_for_a_tiny_gpt():
     assert model.transformer.h[0].attn.c_attn.weight.grad is None  # counted on a copy: the run's model untouched
 
 
+def test_counting_flops_leaves_the_random_state_alone():
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=1, n_head=2, resid_pdrop=0.5))
+    ids = torch.randint(0, 64, (2, 16))
+    before = torch.get_rng_state()
+    measured_flops_per_token(model, {"input_ids": ids, "labels": ids})  # dropout draws happen in the copy only
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_measured_flops_count_the_t5_decoder():
     V, d, inner, ff, L = 64, 32, 32, 64, 2  # noqa: N806 - vocabulary, width, heads × d_kv, gated MLP width, layers
     S, U = 16, 8  # noqa: N806 - encoder and decoder tokens
