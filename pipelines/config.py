@@ -199,7 +199,14 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW and its learning-rate schedule."""
+    """The optimizer and its learning-rate schedule."""
+
+    name: Literal["adamw", "muon"] = "adamw"
+    """`adamw`, or `muon`: Muon (orthogonalised momentum, `torch.optim.Muon`, its step scaled to AdamW's RMS so the
+    same learning rate applies) on the 2-D matrices inside the transformer blocks, AdamW on everything else
+    (embeddings, output and classification heads, norms, biases, and every baseline's weights)."""
+    muon_momentum: float = 0.95
+    """`muon`: Nesterov momentum of the Muon part."""
 
     learning_rate: float = 2e-3
     """Peak learning rate."""
@@ -481,6 +488,8 @@ def _check_values(cfg: RunConfig) -> None:
     for key, value in positive.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"'{key}' must be positive, got {value}")
+    if not 0.0 <= cfg.optim.muon_momentum < 1.0:
+        raise ConfigError(f"'optim.muon_momentum' must be in [0, 1), got {cfg.optim.muon_momentum}")
     if not 0.0 < cfg.optim.decay_fraction <= 1.0:
         raise ConfigError(f"'optim.decay_fraction' must be in (0, 1], got {cfg.optim.decay_fraction}")
     if cfg.data.max_train_examples is not None and cfg.objective.name != "cls":

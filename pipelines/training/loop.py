@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
+from accelerate.utils import DataLoaderConfiguration, DistributedType, GradientAccumulationPlugin
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -195,6 +195,9 @@ def train(
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise PipelineError(f"{type(model).__name__} does not support train.gradient_checkpointing")
         model.gradient_checkpointing_enable()
+    if cfg.optim.name == "muon" and accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise PipelineError("optim.name muon orthogonalises whole matrices, which FSDP and DeepSpeed shard; use DDP "
+                            "(configs/accelerate/multi_gpu.yaml) or optim.name adamw")  # fmt: skip
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, tcfg.max_steps, accelerator.num_processes)
     streaming = isinstance(train_dataset, torch.utils.data.IterableDataset)  # shuffled by its own buffer

@@ -1,6 +1,8 @@
-"""AdamW with per-group learning rates and weight decay, built the same way for every architecture."""
+"""AdamW (or Muon with AdamW) with per-group learning rates and weight decay, built alike for every architecture."""
 
 from __future__ import annotations
+
+import re
 
 import torch
 from transformers import get_scheduler
@@ -23,21 +25,68 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     embedding = _token_embedding(model)
     queries = {id(p) for p in arch.queries}
     special = queries | {id(embedding)}
+    hidden = {id(p) for name, p in model.named_parameters() if p.dim() == 2 and HIDDEN_MATRIX.search(name)}
+    muon = hidden if cfg.name == "muon" else set()
     groups = [  # the plain matrices first: their rate is the one logged as `learning_rate`
-        ([p for p in params if p.dim() >= 2 and id(p) not in special], 1.0, cfg.weight_decay),
-        ([p for p in params if p is embedding], embedding_scale, cfg.weight_decay),
-        ([p for p in params if id(p) in queries], query_scale, cfg.weight_decay),
-        ([p for p in params if p.dim() < 2 and id(p) not in special], 1.0, 0.0),
+        ([p for p in params if p.dim() >= 2 and id(p) not in special | muon], 1.0, cfg.weight_decay, False),
+        ([p for p in params if p.dim() >= 2 and id(p) in muon - special], 1.0, cfg.weight_decay, True),
+        ([p for p in params if p is embedding], embedding_scale, cfg.weight_decay, False),
+        ([p for p in params if id(p) in queries], query_scale, cfg.weight_decay, cfg.name == "muon"),
+        ([p for p in params if p.dim() < 2 and id(p) not in special], 1.0, 0.0, False),
     ]
-    return [{"params": ps, "lr": cfg.learning_rate * scale, "weight_decay": decay} for ps, scale, decay in groups if ps]
+    return [
+        {"params": ps, "lr": cfg.learning_rate * scale, "weight_decay": decay, "muon": use_muon}
+        for ps, scale, decay, use_muon in groups
+        if ps
+    ]
 
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over `param_groups`; the schedule scales every group's learning rate alike."""
+HIDDEN_MATRIX = re.compile(r"\.(h|layers?|block)\.\d+\.")
+"""Parameter names inside a numbered transformer block (GPT-2 `h.N`, Llama `layers.N`, BERT `layer.N`, T5 `block.N`):
+the hidden matrices Muon is for."""
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW over `param_groups` (with `optim.name: muon`, Muon over the groups marked for it); the schedule scales
+    every group's learning rate alike."""
     fused = torch.cuda.is_available() if cfg.fused is None else cfg.fused
-    betas = (cfg.adam_beta1, cfg.adam_beta2)
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon,
-                             fused=fused)  # fmt: skip
+    groups = param_groups(model, cfg)
+    adamw = torch.optim.AdamW([g for g in groups if not g["muon"]], lr=cfg.learning_rate, eps=cfg.adam_epsilon,
+                              betas=(cfg.adam_beta1, cfg.adam_beta2), fused=fused)  # fmt: skip
+    if cfg.name == "adamw":
+        return adamw
+    # match_rms_adamw: Muon's orthogonal update is rescaled to AdamW's typical RMS, so the AdamW rate carries over.
+    muon = torch.optim.Muon([g for g in groups if g["muon"]], lr=cfg.learning_rate, momentum=cfg.muon_momentum,
+                            adjust_lr_fn="match_rms_adamw")  # fmt: skip
+    return MuonWithAdamW(muon, adamw)
+
+
+class MuonWithAdamW(torch.optim.Optimizer):
+    """Two optimizers stepped as one, so the loop, the schedule, accelerate and checkpoints see a single optimizer.
+    `param_groups` are the parts' own group dicts: a schedule that sets a group's rate sets it in the part."""
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer):
+        self.parts = {"muon": muon, "adamw": adamw}
+        super().__init__(muon.param_groups + adamw.param_groups, defaults={})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of each part (closures are not supported: no optimizer here needs one)."""
+        for part in self.parts.values():
+            part.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts.values():
+            part.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {name: part.state_dict() for name, part in self.parts.items()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for name, part in self.parts.items():
+            part.load_state_dict(state_dict[name])
+        # Loading gives each part new group dicts: share them again, or the schedule would set stale copies.
+        self.param_groups = [group for part in self.parts.values() for group in part.param_groups]
 
 
 def build_scheduler(optimizer, cfg: OptimConfig, max_steps: int, num_processes: int):

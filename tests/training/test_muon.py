@@ -1,0 +1,73 @@
+"""`optim.name: muon`: which tensors Muon gets, exact resume, and 2-process equivalence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from accelerate.state import AcceleratorState, GradientState
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+
+from pipelines.config import ModelConfig, OptimConfig, load_config
+from pipelines.models import ModelShape, build_model
+from pipelines.pretrain import pretrain
+from pipelines.training.optimizer import HIDDEN_MATRIX, MuonWithAdamW, build_optimizer
+from tests.training.test_distributed import launch_two, losses
+
+SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
+ARCHS = [("gpt2", AutoModelForCausalLM), ("llama", AutoModelForCausalLM), ("bert", AutoModelForMaskedLM),
+         ("t5", AutoModelForSeq2SeqLM)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("arch", "auto_class"), ARCHS, ids=[a for a, _ in ARCHS])
+def test_muon_gets_exactly_the_hidden_matrices(arch, auto_class):
+    model = build_model(ModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=2), SHAPE, auto_class)
+    optimizer = build_optimizer(model, OptimConfig(name="muon"))
+    assert isinstance(optimizer, MuonWithAdamW)
+    in_muon = {id(p) for g in optimizer.parts["muon"].param_groups for p in g["params"]}
+    names = {id(p): name for name, p in model.named_parameters()}
+    hidden = {id(p) for name, p in model.named_parameters() if p.dim() == 2 and HIDDEN_MATRIX.search(name)}
+    assert in_muon == hidden and len(hidden) >= 4 * 2  # at least q/k/v/o-sized matrices in each of 2 blocks
+    embedding = model.get_input_embeddings().weight
+    assert id(embedding) not in in_muon
+    assert all(p.dim() == 2 for g in optimizer.parts["muon"].param_groups for p in g["params"])
+    in_adamw = [names[id(p)] for g in optimizer.parts["adamw"].param_groups for p in g["params"]]
+    assert len(in_adamw) + len(in_muon) == len(names)  # every tensor in exactly one part
+    assert optimizer.param_groups == optimizer.parts["muon"].param_groups + optimizer.parts["adamw"].param_groups
+
+
+def _reset_accelerate() -> None:
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def test_a_muon_run_resumes_onto_the_same_losses(tiny_overrides, tmp_path):
+    common = [*tiny_overrides, "optim.name=muon", "train.max_steps=8", "train.eval_steps=4", "train.save_steps=4"]
+    cfg = load_config(None, [*common, f"output_dir={tmp_path / 'run'}"])
+    pretrain(cfg)
+    run = Path(cfg.output_dir)
+    straight = losses(run)
+    assert straight[8] < straight[1] - 0.5  # it learns
+    first_half = [line for line in (run / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= 4]
+    for leftover in ("final", "checkpoints/step-00000008", "eval_results.json"):
+        path = run / leftover
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    _reset_accelerate()
+    pretrain(cfg)  # resumes from the step-4 checkpoint: Muon's momentum and the schedule come back with it
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    assert records[: len(first_half)] == first_half  # steps 1-4 kept as written (timings too): not trained again
+    assert losses(run) == pytest.approx(straight, rel=1e-5, abs=1e-6)
+    assert json.loads((run / "eval_results.json").read_text())["step"] == 8
+
+
+@pytest.mark.slow
+def test_two_muon_processes_match_one(tiny_overrides, tmp_path):
+    common = [*tiny_overrides, "optim.name=muon", "train.max_steps=6", "train.eval_steps=6", "train.save_steps=6"]
+    pretrain(load_config(None, [*common, "train.per_device_train_batch_size=8", f"output_dir={tmp_path / 'one'}"]))
+    launch_two("pretrain", [*common, "train.per_device_train_batch_size=4", f"output_dir={tmp_path / 'two'}"])
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(two) == list(range(1, 7))
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=2e-3), step
