@@ -163,3 +163,21 @@ def test_unknown_metric_lists_reported_metrics(model):
     with pytest.raises(PipelineError, match=r"metric_for_best_model is 'f1', but evaluation reports: loss, accuracy"):
         stopper.update(10, {"loss": 0.5, "accuracy": 0.9}, model)
     assert stopper.best is None and stopper.best_weights is None
+
+
+def test_progress_watch_names_every_evaluation_that_did_not_improve(caplog):
+    from accelerate import PartialState
+
+    from pipelines.training.loop import ProgressWatch
+
+    PartialState(cpu=True)  # accelerate's logger, as inside a run
+    watch = ProgressWatch()
+    with caplog.at_level("WARNING"):
+        for step, loss in [(100, 3.0), (200, 2.0), (300, 2.5), (400, 2.4), (500, 2.4)]:
+            watch.update(step, {"loss": loss})
+        watch.update(600, {"accuracy": 0.9})  # no loss (a classifier's extra metric only): nothing to judge
+    assert watch.stalled == [300, 500]  # 2.4 after 2.5 is an improvement; equal is not
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("rose from 2.0000 (step 200) to 2.5000 (step 300)" in m for m in messages)
+    assert any("did not fall from 2.4000 (step 400) to 2.4000 (step 500)" in m for m in messages)
+    assert ProgressWatch([[100, 3.0], [200, 3.5]]).stalled == [200]  # restored from a checkpoint's JSON lists
