@@ -131,7 +131,7 @@ class TokenizerConfig:
 class ModelConfig:
     """Architecture and size of the model built from scratch."""
 
-    arch: Literal["gpt2", "llama", "bert", "t5", "textcnn", "bilstm", "lstm_lm", "lstm_seq2seq"] = "gpt2"
+    arch: Literal["gpt2", "llama", "bert", "modernbert", "t5", "textcnn", "bilstm", "lstm_lm", "lstm_seq2seq"] = "gpt2"
     """`gpt2` (learned positions, GELU MLP, LayerNorm), `llama` (rotary, SwiGLU, RMSNorm), `bert` (encoder),
     `t5` (encoder-decoder, v1.1 gated GELU); baselines: `textcnn`, `bilstm` (classifiers), `lstm_lm`,
     `lstm_seq2seq` (encoder-decoder with attention)."""

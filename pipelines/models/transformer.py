@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import BertConfig, GPT2Config, LlamaConfig, T5Config
+from transformers import BertConfig, GPT2Config, LlamaConfig, ModernBertConfig, T5Config
 
 from pipelines.config import ModelConfig
 from pipelines.models import MODELS, ModelShape, ModelSpec
@@ -10,6 +10,12 @@ from pipelines.models import MODELS, ModelShape, ModelSpec
 
 def _special_ids(shape: ModelShape) -> dict[str, int | None]:
     return {"bos_token_id": shape.bos_token_id, "eos_token_id": shape.eos_token_id, "pad_token_id": shape.pad_token_id}
+
+
+def _gated_width(cfg: ModelConfig) -> int:
+    """A gated MLP (SwiGLU, GeGLU) has three matrices, so a width of 8/3·d (rounded up to a multiple of 64) keeps
+    the parameter count of a plain 4·d MLP."""
+    return cfg.intermediate_size or 64 * -(-(8 * cfg.hidden_size // 3) // 64)
 
 
 def gpt2_config(cfg: ModelConfig, shape: ModelShape) -> GPT2Config:
@@ -31,12 +37,10 @@ def gpt2_config(cfg: ModelConfig, shape: ModelShape) -> GPT2Config:
 
 def llama_config(cfg: ModelConfig, shape: ModelShape) -> LlamaConfig:
     """Llama: rotary positions, RMSNorm, SwiGLU MLP, no biases."""
-    # SwiGLU has three matrices, so 8/3·d keeps the parameter count of a 4·d GELU MLP.
-    intermediate = cfg.intermediate_size or 64 * -(-(8 * cfg.hidden_size // 3) // 64)
     return LlamaConfig(
         vocab_size=shape.vocab_size,
         hidden_size=cfg.hidden_size,
-        intermediate_size=intermediate,
+        intermediate_size=_gated_width(cfg),
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
         num_key_value_heads=cfg.num_heads,
@@ -61,6 +65,29 @@ def bert_config(cfg: ModelConfig, shape: ModelShape) -> BertConfig:
         type_vocab_size=2,
         tie_word_embeddings=cfg.tie_word_embeddings,
         pad_token_id=shape.pad_token_id,
+    )
+
+
+def modernbert_config(cfg: ModelConfig, shape: ModelShape) -> ModernBertConfig:
+    """ModernBERT: pre-norm encoder with rotary positions, GeGLU MLP, no biases, global attention in every layer
+    (ModernBERT's sliding windows only pay off on long inputs)."""
+    return ModernBertConfig(
+        vocab_size=shape.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=_gated_width(cfg),
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        max_position_embeddings=shape.max_positions,
+        layer_types=["full_attention"] * cfg.num_layers,
+        attention_dropout=cfg.dropout,
+        embedding_dropout=cfg.dropout,
+        mlp_dropout=cfg.dropout,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        pad_token_id=shape.pad_token_id,
+        bos_token_id=shape.bos_token_id,
+        eos_token_id=shape.eos_token_id,
+        cls_token_id=shape.bos_token_id,
+        sep_token_id=shape.eos_token_id,
     )
 
 
@@ -92,4 +119,5 @@ def t5_config(cfg: ModelConfig, shape: ModelShape) -> T5Config:
 MODELS.register("gpt2", ModelSpec(family="causal", build_config=gpt2_config))
 MODELS.register("llama", ModelSpec(family="causal", build_config=llama_config))
 MODELS.register("bert", ModelSpec(family="masked", build_config=bert_config))
+MODELS.register("modernbert", ModelSpec(family="masked", build_config=modernbert_config))
 MODELS.register("t5", ModelSpec(family="seq2seq", build_config=t5_config))

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from pipelines.config import RunConfig, TrainConfig
 from pipelines.errors import PipelineError, TrainingInterrupted
 from pipelines.training.checkpoint import list_checkpoints, load_newest_checkpoint, save_checkpoint
-from pipelines.training.optimizer import build_optimizer, build_scheduler
+from pipelines.training.optimizer import WarmupStableDecay, build_optimizer, build_scheduler
 from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_flops, peak_memory_gb
 
 logger = get_logger(__name__)
@@ -200,6 +200,7 @@ def train(
                             "(configs/accelerate/multi_gpu.yaml) or optim.name adamw")  # fmt: skip
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, tcfg.max_steps, accelerator.num_processes)
+    wsd = next((f for f in getattr(scheduler, "lr_lambdas", []) if isinstance(f, WarmupStableDecay)), None)
     streaming = isinstance(train_dataset, torch.utils.data.IterableDataset)  # shuffled by its own buffer
     train_loader = DataLoader(
         train_dataset,
@@ -234,13 +235,15 @@ def train(
         accelerator.init_trackers("tensorboard", config=_flat_hparams(cfg))
 
     step, tokens_seen = state["step"], state["tokens_seen"]
+    # A time-budgeted WSD run ends where its decay ends (restored with the scheduler on resume).
+    max_steps = wsd.last_step if wsd is not None else tcfg.max_steps
     stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.metric_for_best_model, state.get("early_stopping"))
     stopper.best_weights = extra.get(EarlyStopping.WEIGHTS_FILE)
     last_eval: dict[str, float] = {}
     progress = ProgressWatch(state.get("eval_losses"))
     running_loss, running_count = torch.zeros((), device=accelerator.device), 0
     grad_norm = None  # of the last optimizer step, while clipping is on (DeepSpeed reports none)
-    bar = tqdm(total=tcfg.max_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
+    bar = tqdm(total=max_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
     start = window_start = time.perf_counter()
     runtime_before = state["train_runtime"]  # wall time of earlier sessions of this run
     window_tokens = tokens_seen
@@ -263,11 +266,11 @@ def train(
 
     paused_total = 0.0  # this session's seconds of evaluation and saving
     model.train()
-    done = step >= tcfg.max_steps or stopper.should_stop  # resumed at the end: only the final evaluation is left
+    done = step >= max_steps or stopper.should_stop  # resumed at the end: only the final evaluation is left
     with stop_requests() as stop:
         batches = () if done else _batches(accelerator, train_loader, step * tcfg.gradient_accumulation_steps)
         for batch in batches:
-            if step >= tcfg.max_steps:
+            if step >= max_steps:
                 break
             if token_flops is None:  # counted before the step, while the gradients are still empty
                 token_flops = _flops_per_token(accelerator.unwrap_model(model, keep_torch_compile=False), batch)
@@ -289,9 +292,17 @@ def train(
             bar.update(1)
             # Evaluation and saving do not count against the budget; every process must stop on the same step.
             trained = runtime() - paused_total
-            out_of_time = tcfg.max_runtime is not None and _any_process(accelerator, trained >= tcfg.max_runtime)
+            out_of_time = False
+            if tcfg.max_runtime is not None and wsd is None:
+                out_of_time = _any_process(accelerator, trained >= tcfg.max_runtime)
+            elif tcfg.max_runtime is not None and not wsd.decaying(step):
+                stable_time = (1 - cfg.optim.decay_fraction) * tcfg.max_runtime
+                if _any_process(accelerator, trained >= stable_time):  # every process decays from the same step
+                    max_steps = bar.total = wsd.decay_now(step)
+                    logger.info(f"{trained:.0f} s trained: decaying the learning rate until step {max_steps}",
+                                main_process_only=True)  # fmt: skip
 
-            if step % tcfg.logging_steps == 0 or step == tcfg.max_steps:
+            if step % tcfg.logging_steps == 0 or step == max_steps:
                 # One reduction per logging step: the loss stays on device in between (no per-step sync).
                 train_loss = accelerator.reduce(running_loss / running_count, reduction="mean").item()
                 now = time.perf_counter()
@@ -319,14 +330,14 @@ def train(
                     raise PipelineError(f"training loss became {train_loss} at step {step}; lower optim.learning_rate")
 
             paused = time.perf_counter()  # evaluation and saving are not training throughput
-            if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == tcfg.max_steps or out_of_time):
+            if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == max_steps or out_of_time):
                 last_eval = evaluate(model, eval_loader)
                 metrics.write({"step": step, **{f"eval_{k}": v for k, v in last_eval.items()}, "elapsed": runtime()})
                 progress.update(step, last_eval)
                 stopper.update(step, last_eval, accelerator.unwrap_model(model))
 
             stop_now = _any_process(accelerator, stop[0])
-            if step % tcfg.save_steps == 0 or (stop_now and step < tcfg.max_steps):
+            if step % tcfg.save_steps == 0 or (stop_now and step < max_steps):
                 path = checkpoint()
                 if stop_now:
                     bar.close()

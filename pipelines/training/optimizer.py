@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -92,17 +93,51 @@ class MuonWithAdamW(torch.optim.Optimizer):
 def build_scheduler(optimizer, cfg: OptimConfig, max_steps: int, num_processes: int):
     """The learning-rate schedule over `max_steps` optimizer steps (warmup, then `cfg.lr_scheduler_type`)."""
     # A prepared scheduler steps once per process per optimizer step, hence the factor.
-    extra = None
     if cfg.lr_scheduler_type == "warmup_stable_decay":
-        decay_steps = max(1, round(cfg.decay_fraction * max_steps))
-        extra = {"num_decay_steps": decay_steps * num_processes, "decay_type": "1-sqrt"}
+        schedule = WarmupStableDecay(cfg.warmup_steps, max_steps, cfg.decay_fraction, num_processes)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return get_scheduler(
         cfg.lr_scheduler_type,
         optimizer,
         num_warmup_steps=cfg.warmup_steps * num_processes,
         num_training_steps=max_steps * num_processes,
-        scheduler_specific_kwargs=extra,
     )
+
+
+class WarmupStableDecay:
+    """Linear warmup, the peak rate, then a 1 - sqrt decay to zero over the last `decay_fraction` of the run.
+
+    The decay's start is state (saved with the scheduler, as LambdaLR saves a callable object's attributes), so a
+    time-budgeted run can move it: `decay_now` starts the decay at the current step and sizes it from the steps
+    taken so far, so the run ends on a finished decay at about its time budget instead of being cut off at the peak.
+    Counts are in scheduler steps, `per_step` per optimizer step (one per process under accelerate)."""
+
+    def __init__(self, warmup_steps: int, max_steps: int, decay_fraction: float, per_step: int = 1):
+        self.per_step, self.decay_fraction = per_step, decay_fraction
+        self.warmup = warmup_steps * per_step
+        self.end = max_steps * per_step
+        self.decay_start = self.end - max(1, round(decay_fraction * max_steps)) * per_step
+
+    def __call__(self, count: int) -> float:
+        if count < self.warmup:
+            return count / self.warmup
+        if count < self.decay_start:
+            return 1.0
+        return max(0.0, 1.0 - math.sqrt((count - self.decay_start) / (self.end - self.decay_start)))
+
+    def decaying(self, step: int) -> bool:
+        return step * self.per_step >= self.decay_start
+
+    def decay_now(self, step: int) -> int:
+        """Start decaying at optimizer step `step` for the same share of the run as planned; returns the last step."""
+        decay_steps = max(1, round(step * self.decay_fraction / (1.0 - self.decay_fraction)))
+        self.decay_start = step * self.per_step
+        self.end = min(self.end, self.decay_start + decay_steps * self.per_step)
+        return self.last_step
+
+    @property
+    def last_step(self) -> int:
+        return self.end // self.per_step
 
 
 def _token_embedding(model: torch.nn.Module) -> torch.nn.Parameter | None:

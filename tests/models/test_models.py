@@ -145,6 +145,20 @@ def test_registry_families():
     assert MODELS.get("gpt2").family == "causal"
     assert MODELS.get("llama").family == "causal"
     assert MODELS.get("bert").family == "masked"
+    assert MODELS.get("modernbert").family == "masked"
+
+
+def test_modernbert_is_a_biasless_prenorm_encoder_with_a_tied_head():
+    cfg = _tiny("modernbert", dropout=0.1)
+    model = build_model(cfg, model_shape(cfg, FakeTokenizer(100, bos=2, eos=3, pad=0), block_size=16),
+                        AutoModelForMaskedLM)  # fmt: skip
+    config = model.config
+    assert (config.model_type, config.hidden_size, config.num_hidden_layers) == ("modernbert", 32, 2)
+    assert config.intermediate_size == 128 and config.layer_types == ["full_attention"] * 2  # 8/3·32 → 64-multiple
+    assert (config.pad_token_id, config.cls_token_id, config.sep_token_id) == (0, 2, 3)
+    assert config.mlp_dropout == config.attention_dropout == 0.1
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert not [n for n, p in model.named_parameters() if n.endswith(".bias") and "layers." in n]
 
 
 def test_bert_masked_lm():
@@ -171,7 +185,7 @@ def test_bert_masked_lm():
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert", "modernbert"])
 def test_config_updates_choose_the_classification_head(arch):
     cfg = _tiny(arch)
     shape = model_shape(cfg, FakeTokenizer(100, bos=0, eos=0, pad=1), block_size=16)

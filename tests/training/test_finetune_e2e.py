@@ -121,6 +121,27 @@ def test_bert_mlm_loss_falls_and_fill_mask_works(bert_run, capsys):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_modernbert_pretrains_fills_masks_and_finetunes(wordpiece_dir, sentiment, tmp_path, capsys):
+    out = tmp_path / "modernbert"
+    cfg = load_config(None, [*TINY, "model.arch=modernbert", "objective.name=mlm", "objective.whole_word_mask=true",
+                             "tokenizer.vocab_size=8192", f"tokenizer.path={wordpiece_dir}", f"output_dir={out}",
+                             "train.max_steps=100", "optim.learning_rate=1e-3"])  # fmt: skip
+    pretrain(cfg)
+    reset_accelerate()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0
+    assert AutoModelForMaskedLM.from_pretrained(out / "final").config.model_type == "modernbert"
+    candidates = pipeline("fill-mask", model=str(out / "final"))("return the [MASK] of the list.", top_k=3)
+    assert len(candidates) == 3 and all(0 <= c["score"] <= 1 for c in candidates)
+
+    tuned = tmp_path / "sst"
+    finetune(load_config(None, finetune_overrides(sentiment, tuned, f"model.init_from={out}")))
+    reset_accelerate()
+    assert json.loads((tuned / "eval_results.json").read_text())["eval_accuracy"] >= 0.9
+    check_export(tuned, sentiment["test"], capsys)
+
+
 def check_export(out: Path, test_file: Path, capsys) -> None:
     """Label names survive export; `evaluate` on an unseen file agrees with `pipeline("text-classification")`."""
     model = AutoModelForSequenceClassification.from_pretrained(out / "final")

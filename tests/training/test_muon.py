@@ -18,7 +18,7 @@ from tests.training.test_distributed import launch_two, losses
 
 SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
 ARCHS = [("gpt2", AutoModelForCausalLM), ("llama", AutoModelForCausalLM), ("bert", AutoModelForMaskedLM),
-         ("t5", AutoModelForSeq2SeqLM)]  # fmt: skip
+         ("modernbert", AutoModelForMaskedLM), ("t5", AutoModelForSeq2SeqLM)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("arch", "auto_class"), ARCHS, ids=[a for a, _ in ARCHS])

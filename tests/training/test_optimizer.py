@@ -82,3 +82,17 @@ def test_warmup_stable_decay_holds_the_peak_then_decays_over_its_fraction():
     assert all(a >= b for a, b in zip(rates[75:], rates[76:], strict=False))
     # 1 - sqrt: halfway through the decay the rate is 1 - sqrt(0.5).
     assert rates[87] == pytest.approx(1 - math.sqrt(12 / 25), abs=1e-6)
+
+
+def test_a_time_triggered_decay_starts_now_keeps_its_share_and_survives_a_checkpoint():
+    cfg = OptimConfig(learning_rate=1.0, warmup_steps=10, lr_scheduler_type="warmup_stable_decay", decay_fraction=0.2)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(optimizer, cfg, max_steps=100_000, num_processes=2)  # 2 scheduler steps per step
+    schedule = scheduler.lr_lambdas[0]
+    assert not schedule.decaying(400)
+    assert schedule.decay_now(400) == 500  # 400 stable steps are 80% of the run: 100 more to decay
+    assert schedule.decaying(400) and schedule(800) == 1.0 and schedule(1000) == 0.0
+    assert schedule(900) == pytest.approx(1 - math.sqrt(0.5))
+    restored = build_scheduler(optimizer, cfg, max_steps=100_000, num_processes=2)
+    restored.load_state_dict(scheduler.state_dict())
+    assert restored.lr_lambdas[0].last_step == 500 and restored.lr_lambdas[0](900) == schedule(900)

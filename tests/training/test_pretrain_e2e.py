@@ -148,3 +148,16 @@ def test_time_budget_stops_evaluates_and_exports(tiny_overrides, tmp_path):
     results = pretrain(cfg)
     assert 0 < results["step"] < 100000 and "eval_loss" in results  # stopped early, evaluated at the stop
     assert results["train_runtime"] < 30 and (Path(cfg.output_dir) / "final" / "config.json").is_file()
+
+
+def test_a_time_budgeted_wsd_run_ends_on_a_finished_decay(tiny_overrides):
+    cfg = load_config(None, [*tiny_overrides, "train.max_steps=100000", "train.max_runtime=4", "train.eval_steps=1000",
+                             "train.logging_steps=1", "optim.lr_scheduler_type=warmup_stable_decay",
+                             "optim.warmup_steps=2", "optim.decay_fraction=0.25"])  # fmt: skip
+    results = pretrain(cfg)
+    rates = [r["learning_rate"] for r in read_metrics(Path(cfg.output_dir)) if "learning_rate" in r]
+    peak = cfg.optim.learning_rate
+    decay_start = next(i for i, rate in enumerate(rates) if i > 2 and rate < peak)
+    assert results["step"] == len(rates) < 100000 and rates[-1] == 0.0  # stopped on the decay's last step
+    assert decay_start / len(rates) == pytest.approx(0.75, abs=0.05)  # the decay took its share of the steps
+    assert all(a >= b for a, b in zip(rates[decay_start - 1 :], rates[decay_start:], strict=False))

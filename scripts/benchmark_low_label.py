@@ -1,0 +1,212 @@
+"""Does pretraining pay off? Self-pretraining on SST-2's own sentences, then fine-tuning on few labels.
+
+1. Pretraining text: the SST-2 training sentences with their labels dropped (`--with-builtin` adds the
+   built-in corpus); 1% is held out to score the pretraining objective.
+2. A tokenizer trained on that text (WordPiece for the BERT family, byte-level BPE for the GPT family).
+3. Pretraining (masked LM for `--family bert`, next-token LM for `--family gpt`) for `--pretrain-minutes`
+   of training time; its warmup-stable-decay schedule ends on a finished decay at the budget.
+4. For each label count and seed: fine-tuning on a stratified subset of that many SST-2 training labels
+   (`data.max_train_examples`) from the pretrained export, from scratch (same architecture and tokenizer),
+   and TextCNN (same tokenizer), each scored on the whole SST-2 dev set.
+
+Prints one JSON line per run and a table of means, and writes `results.jsonl`, `table.md` and `plot.png`
+(dev accuracy against label count, one line per model) into `--out`.
+
+    python scripts/benchmark_low_label.py --family bert --sst2 ../shared/data/sst2 --out reports/low-label/bert
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from accelerate.state import AcceleratorState, GradientState  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from pipelines.cli import run_train_tokenizer  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
+from pipelines.data.builtin import iter_builtin_documents  # noqa: E402
+from pipelines.finetune import finetune  # noqa: E402
+from pipelines.pretrain import pretrain  # noqa: E402
+
+FAMILIES = {
+    "bert": {
+        "tokenizer": ["tokenizer.kind=wordpiece", "tokenizer.lowercase=true", "tokenizer.vocab_size=8192"],
+        "model": ["model.arch=bert", "model.hidden_size=128", "model.num_layers=2", "model.num_heads=2"],
+        "pretrain": ["objective.name=mlm", "objective.whole_word_mask=true", "model.dropout=0.0",
+                     "optim.learning_rate=1e-3", "optim.weight_decay=0.01"],
+        "rates": {"pretrained": 2e-4, "scratch": 5e-4},
+    },
+    "gpt": {
+        "tokenizer": ["tokenizer.kind=byte_bpe", "tokenizer.vocab_size=8192"],
+        "model": ["model.arch=llama", "model.hidden_size=128", "model.num_layers=2", "model.num_heads=2"],
+        "pretrain": ["objective.name=clm", "model.dropout=0.0", "optim.learning_rate=3e-3"],
+        "rates": {"pretrained": 3e-4, "scratch": 5e-4},
+    },
+}  # fmt: skip
+PRETRAIN = [
+    "data.source=files", "data.block_size=128", "data.validation_fraction=0.01",
+    "optim.lr_scheduler_type=warmup_stable_decay", "optim.warmup_steps=200", "train.max_steps=10000000",
+    "train.per_device_train_batch_size=64", "train.eval_steps=1000", "train.save_steps=1000",
+    "train.report_to=none", "train.logging_steps=50",
+]  # fmt: skip
+FINETUNE = [
+    "objective.name=cls", "objective.metrics=[accuracy,f1]", "data.source=files", "data.text_column=sentence",
+    "data.label_map={0: negative, 1: positive}", "data.labels=[negative,positive]", "data.block_size=128",
+    "optim.weight_decay=0.01", "train.per_device_train_batch_size=32", "train.per_device_eval_batch_size=128",
+    "train.eval_max_batches=null", "train.early_stopping_patience=4", "train.metric_for_best_model=accuracy",
+    "train.report_to=none", "train.logging_steps=50",
+]  # fmt: skip
+TEXTCNN = ["model.arch=textcnn", "model.embedding_size=128", "model.kernel_sizes=[3,4,5]", "model.num_filters=100",
+           "model.dropout=0.5", "optim.learning_rate=1e-3", "optim.weight_decay=0.0"]  # fmt: skip
+
+
+def schedule(labels: int | None) -> list[str]:
+    """Steps, warmup and evaluation interval for a label count: about 30 epochs of 500 labels, 15 of 2,000, one
+    of all 67k; early stopping on dev accuracy ends most runs sooner."""
+    steps, every = {500: (500, 50), 2000: (1000, 100)}.get(labels, (2000, 250))
+    return [f"train.max_steps={steps}", f"train.eval_steps={every}", f"train.save_steps={steps}",
+            f"optim.warmup_steps={steps // 10}"]  # fmt: skip
+
+
+def fresh_state() -> None:
+    """Each run in this process builds its own Accelerator."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def write_corpus(sst2: Path, path: Path, with_builtin: bool) -> int:
+    """The SST-2 training sentences (labels dropped), optionally with the built-in documents; one JSON record each."""
+    with (sst2 / "train.tsv").open(newline="") as f:
+        records = [row["sentence"].strip() for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    if with_builtin:
+        records += [doc["text"] for doc in iter_builtin_documents()]
+    path.write_text("".join(json.dumps({"text": text}) + "\n" for text in records))
+    return len(records)
+
+
+def run_pretraining(family: dict, args, work: Path) -> dict:
+    corpus = work / "corpus.jsonl"
+    documents = write_corpus(Path(args.sst2), corpus, args.with_builtin)
+    base = [*PRETRAIN, *family["tokenizer"], *family["model"], *family["pretrain"], f"data.path={corpus}",
+            f"tokenizer.path={work / 'tokenizer'}", f"output_dir={work / 'pretrained'}",
+            f"train.max_runtime={args.pretrain_minutes * 60}", *args.pretrain_set]  # fmt: skip
+    cfg = load_config(None, base)
+    if not (work / "tokenizer" / "tokenizer.json").exists():
+        run_train_tokenizer(cfg)
+    results = pretrain(cfg, overwrite=True)
+    fresh_state()
+    summary = {"documents": documents, "steps": results["step"], "tokens": results["tokens_seen"],
+               "train_seconds": round(results["train_runtime"]), "parameters": results["parameters"],
+               "heldout_loss": round(results["eval_loss"], 4)}  # fmt: skip
+    if "eval_token_accuracy" in results:
+        summary["heldout_token_accuracy"] = round(results["eval_token_accuracy"], 4)
+    return summary
+
+
+def finetune_runs(family: dict, args, work: Path) -> list[dict]:
+    sst2 = Path(args.sst2)
+    data = [f"data.path={sst2 / 'train.tsv'}", f"data.validation_path={sst2 / 'dev.tsv'}"]
+    models = {
+        "pretrained": [f"model.init_from={work / 'pretrained'}", f"optim.learning_rate={family['rates']['pretrained']}"],
+        "scratch": [f"tokenizer.path={work / 'tokenizer'}", *family["model"], "model.dropout=0.1",
+                    f"optim.learning_rate={family['rates']['scratch']}"],
+        "textcnn": [f"tokenizer.path={work / 'tokenizer'}", *TEXTCNN],
+    }  # fmt: skip
+    rows = []
+    for labels in args.labels:
+        count = None if labels == "all" else int(labels)
+        subset = [] if count is None else [f"data.max_train_examples={count}"]
+        for seed in args.seeds:
+            for name, extra in models.items():
+                out = work / f"{name}-{labels}-seed{seed}"
+                cfg = load_config(None, [*FINETUNE, *data, *subset, *schedule(count), *extra, f"seed={seed}",
+                                         f"output_dir={out}", *args.finetune_set])  # fmt: skip
+                started = time.perf_counter()
+                result = finetune(cfg, overwrite=True)
+                fresh_state()
+                rows.append({"model": name, "labels": labels, "seed": seed,
+                             "dev_accuracy": round(100 * result["eval_accuracy"], 2), "steps": result["step"],
+                             "seconds": round(time.perf_counter() - started)})  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def table(rows: list[dict], labels: list[str]) -> str:
+    """Mean ± standard deviation of dev accuracy over seeds, one row per model, one column per label count."""
+    lines = ["| model | " + " | ".join(f"{n} labels" for n in labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        cells = []
+        for n in labels:
+            scores = [r["dev_accuracy"] for r in rows if r["model"] == model and r["labels"] == n]
+            spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+            cells.append(f"{statistics.mean(scores):.1f} ± {spread:.1f} ({len(scores)})" if scores else "—")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], labels: list[str], title: str, path: Path) -> None:
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    for model in dict.fromkeys(r["model"] for r in rows):
+        points = [(n, [r["dev_accuracy"] for r in rows if r["model"] == model and r["labels"] == n]) for n in labels]
+        points = [(i, statistics.mean(s)) for i, (_, s) in enumerate(points) if s]
+        axes.plot([i for i, _ in points], [m for _, m in points], marker="o", label=model)
+    axes.set_xticks(range(len(labels)), [f"{n}" for n in labels])
+    axes.set(xlabel="SST-2 training labels", ylabel="dev accuracy (%, mean over seeds)", title=title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="bert")
+    parser.add_argument("--sst2", default="../shared/data/sst2", help="folder with GLUE SST-2 train.tsv and dev.tsv")
+    parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="training-time budget for pretraining")
+    parser.add_argument("--with-builtin", action="store_true", help="add the built-in corpus to the pretraining text")
+    parser.add_argument("--labels", nargs="+", default=["500", "2000", "all"], help="label counts ('all': every one)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--work-dir", default=None, help="where runs go (default: a temp dir); reuses a pretraining")
+    parser.add_argument("--out", default="reports/low-label", help="folder for results.jsonl, table.md and plot.png")
+    parser.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    if not (Path(args.sst2) / "train.tsv").is_file():
+        raise SystemExit(f"error: no SST-2 train.tsv in {args.sst2}")
+    if any(n != "all" and not n.isdigit() for n in args.labels):
+        raise SystemExit(f"error: --labels takes counts or 'all', got {args.labels}")
+
+    family = FAMILIES[args.family]
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix=f"low-label-{args.family}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (work / "pretrained" / "final" / "config.json").is_file():
+        pretraining = json.loads((work / "pretraining.json").read_text())
+    else:
+        pretraining = run_pretraining(family, args, work)
+        (work / "pretraining.json").write_text(json.dumps(pretraining))
+    print(json.dumps({"pretraining": pretraining}), flush=True)
+    rows = finetune_runs(family, args, work)
+
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [{"pretraining": pretraining}, *rows]))
+    text = table(rows, args.labels)
+    (out / "table.md").write_text(text)
+    plot(rows, args.labels, f"SST-2, {args.family} family: {args.pretrain_minutes:g} min of pretraining", out / "plot.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
