@@ -109,10 +109,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", default="../shared/data/tinyshakespeare/input.txt", help="UTF-8 text file")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="one reference + pipeline pair per seed")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="training seconds for the pipeline (default: the reference's wall time, same seed)")
-    parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
-                        help="train the reference first (--no-reference needs --budget: for sweeps)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="training seconds for the pipeline (default: the reference's wall time, same seed)",
+    )
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train the reference first (--no-reference needs --budget: for sweeps)",
+    )
     parser.add_argument("--work-dir", default=None, help="where to write the runs (default: a temp dir)")
     parser.add_argument("--bare-steps", type=int, default=60, help="timed steps of the bare PyTorch loop")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
