@@ -50,7 +50,7 @@ FAMILIES = {
     "gpt": {
         "tokenizer": ["tokenizer.kind=byte_bpe", "tokenizer.vocab_size=8192"],
         "model": ["model.arch=llama", "model.hidden_size=128", "model.num_layers=2", "model.num_heads=2"],
-        "pretrain": ["objective.name=clm", "model.dropout=0.0", "optim.learning_rate=3e-3"],
+        "pretrain": ["objective.name=clm", "model.dropout=0.0", "optim.name=muon", "optim.learning_rate=1e-2"],
         "rates": {"pretrained": 3e-4, "scratch": 5e-4},
     },
 }  # fmt: skip
