@@ -133,8 +133,8 @@ class ModelConfig:
 
     arch: Literal["gpt2", "llama", "bert", "modernbert", "t5", "textcnn", "bilstm", "lstm_lm", "lstm_seq2seq"] = "gpt2"
     """`gpt2` (learned positions, GELU MLP, LayerNorm), `llama` (rotary, SwiGLU, RMSNorm), `bert` (encoder),
-    `t5` (encoder-decoder, v1.1 gated GELU); baselines: `textcnn`, `bilstm` (classifiers), `lstm_lm`,
-    `lstm_seq2seq` (encoder-decoder with attention)."""
+    `modernbert` (pre-norm encoder: rotary, GeGLU, no biases), `t5` (encoder-decoder, v1.1 gated GELU);
+    baselines: `textcnn`, `bilstm` (classifiers), `lstm_lm`, `lstm_seq2seq` (encoder-decoder with attention)."""
     init_from: str | None = None
     """Fine-tuning: a run directory or export to start from (None: from scratch, shaped by the fields below)."""
     hidden_size: int = 128

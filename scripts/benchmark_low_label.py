@@ -45,7 +45,7 @@ FAMILIES = {
         "model": ["model.arch=modernbert", "model.hidden_size=128", "model.num_layers=2", "model.num_heads=2"],
         "pretrain": ["objective.name=mlm", "objective.whole_word_mask=true", "model.dropout=0.0",
                      "optim.learning_rate=1e-3", "optim.weight_decay=0.01"],
-        "rates": {"pretrained": 2e-4, "scratch": 5e-4},
+        "rates": {"pretrained": 1e-3, "scratch": 5e-4},
     },
     "gpt": {
         "tokenizer": ["tokenizer.kind=byte_bpe", "tokenizer.vocab_size=8192"],
@@ -58,7 +58,7 @@ PRETRAIN = [
     "data.source=files", "data.block_size=128", "data.validation_fraction=0.01",
     "optim.lr_scheduler_type=warmup_stable_decay", "optim.warmup_steps=100", "train.max_steps=10000000",
     "train.per_device_train_batch_size=32", "train.eval_steps=1000", "train.save_steps=1000",
-    "train.report_to=none", "train.logging_steps=50",
+    "train.eval_max_batches=null", "train.report_to=none", "train.logging_steps=50",
 ]  # fmt: skip
 FINETUNE = [
     "objective.name=cls", "objective.metrics=[accuracy,f1]", "data.source=files", "data.text_column=sentence",
@@ -177,7 +177,8 @@ def main() -> None:
     parser.add_argument("--sst2", default="../shared/data/sst2", help="folder with GLUE SST-2 train.tsv and dev.tsv")
     parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="training-time budget for pretraining")
     parser.add_argument("--with-builtin", action="store_true", help="add the built-in corpus to the pretraining text")
-    parser.add_argument("--labels", nargs="+", default=["500", "2000", "all"], help="label counts ('all': every one)")
+    parser.add_argument("--labels", nargs="*", default=["500", "2000", "all"],
+                        help="label counts ('all': every one); none: pretrain only (recipe sweeps)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--work-dir", default=None, help="where runs go (default: a temp dir); reuses a pretraining")
     parser.add_argument("--out", default="reports/low-label", help="folder for results.jsonl, table.md and plot.png")
@@ -200,6 +201,8 @@ def main() -> None:
         pretraining = run_pretraining(family, args, work)
         (work / "pretraining.json").write_text(json.dumps(pretraining))
     print(json.dumps({"pretraining": pretraining}), flush=True)
+    if not args.labels:
+        return
     new = finetune_runs(family, args, work)
     rows = merged(out / "results.jsonl", pretraining, new)
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [{"pretraining": pretraining}, *rows]))

@@ -70,7 +70,9 @@ def bert_config(cfg: ModelConfig, shape: ModelShape) -> BertConfig:
 
 def modernbert_config(cfg: ModelConfig, shape: ModelShape) -> ModernBertConfig:
     """ModernBERT: pre-norm encoder with rotary positions, GeGLU MLP, no biases, global attention in every layer
-    (ModernBERT's sliding windows only pay off on long inputs)."""
+    (ModernBERT's sliding windows only pay off on long inputs). A classifier reads the mean of the token states:
+    masked-LM pretraining never trains the [CLS] state, and on 500 SST-2 labels mean pooling scored 63.7 against
+    59.3 for [CLS] (README, "Does pretraining pay off")."""
     return ModernBertConfig(
         vocab_size=shape.vocab_size,
         hidden_size=cfg.hidden_size,
@@ -88,6 +90,7 @@ def modernbert_config(cfg: ModelConfig, shape: ModelShape) -> ModernBertConfig:
         eos_token_id=shape.eos_token_id,
         cls_token_id=shape.bos_token_id,
         sep_token_id=shape.eos_token_id,
+        classifier_pooling="mean",
     )
 
 

@@ -156,7 +156,7 @@ def test_modernbert_is_a_biasless_prenorm_encoder_with_a_tied_head():
     assert (config.model_type, config.hidden_size, config.num_hidden_layers) == ("modernbert", 32, 2)
     assert config.intermediate_size == 128 and config.layer_types == ["full_attention"] * 2  # 8/3·32 → 64-multiple
     assert (config.pad_token_id, config.cls_token_id, config.sep_token_id) == (0, 2, 3)
-    assert config.mlp_dropout == config.attention_dropout == 0.1
+    assert config.mlp_dropout == config.attention_dropout == 0.1 and config.classifier_pooling == "mean"
     assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     assert not [n for n, p in model.named_parameters() if n.endswith(".bias") and "layers." in n]
 
