@@ -177,8 +177,12 @@ def main() -> None:
     parser.add_argument("--sst2", default="../shared/data/sst2", help="folder with GLUE SST-2 train.tsv and dev.tsv")
     parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="training-time budget for pretraining")
     parser.add_argument("--with-builtin", action="store_true", help="add the built-in corpus to the pretraining text")
-    parser.add_argument("--labels", nargs="*", default=["500", "2000", "all"],
-                        help="label counts ('all': every one); none: pretrain only (recipe sweeps)")
+    parser.add_argument(
+        "--labels",
+        nargs="*",
+        default=["500", "2000", "all"],
+        help="label counts ('all': every one); none: pretrain only (recipe sweeps)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--work-dir", default=None, help="where runs go (default: a temp dir); reuses a pretraining")
     parser.add_argument("--out", default="reports/low-label", help="folder for results.jsonl, table.md and plot.png")

@@ -54,7 +54,7 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
     groups = param_groups(model, cfg)
     adamw = torch.optim.AdamW([g for g in groups if not g["muon"]], lr=cfg.learning_rate, eps=cfg.adam_epsilon,
                               betas=(cfg.adam_beta1, cfg.adam_beta2), fused=fused)  # fmt: skip
-    if cfg.name == "adamw":
+    if cfg.name == "adamw" or not any(g["muon"] for g in groups):  # e.g. an LSTM or TextCNN: no block matrices
         return adamw
     # match_rms_adamw: Muon's orthogonal update is rescaled to AdamW's typical RMS, so the AdamW rate carries over.
     muon = torch.optim.Muon([g for g in groups if g["muon"]], lr=cfg.learning_rate, momentum=cfg.muon_momentum,

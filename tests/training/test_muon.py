@@ -7,8 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from accelerate.state import AcceleratorState, GradientState
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+)
 
 from pipelines.config import ModelConfig, OptimConfig, load_config
 from pipelines.models import ModelShape, build_model
@@ -36,6 +42,19 @@ def test_muon_gets_exactly_the_hidden_matrices(arch, auto_class):
     in_adamw = [names[id(p)] for g in optimizer.parts["adamw"].param_groups for p in g["params"]]
     assert len(in_adamw) + len(in_muon) == len(names)  # every tensor in exactly one part
     assert optimizer.param_groups == optimizer.parts["muon"].param_groups + optimizer.parts["adamw"].param_groups
+
+
+NO_BLOCKS = [("lstm_lm", AutoModelForCausalLM), ("textcnn", AutoModelForSequenceClassification)]
+
+
+@pytest.mark.parametrize(("arch", "auto_class"), NO_BLOCKS)
+def test_muon_on_a_model_without_transformer_blocks_is_plain_adamw(arch, auto_class):
+    updates = {"num_labels": 2} if auto_class is AutoModelForSequenceClassification else {}
+    model = build_model(ModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=2, num_filters=8), SHAPE,
+                        auto_class, **updates)  # fmt: skip
+    optimizer = build_optimizer(model, OptimConfig(name="muon"))
+    assert type(optimizer) is torch.optim.AdamW
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
 def _reset_accelerate() -> None:
