@@ -119,12 +119,13 @@ def test_finished_or_different_run_is_never_overwritten(tiny_overrides):
 
 
 def test_first_signal_requests_a_stop_and_second_aborts():
+    before = signal.getsignal(signal.SIGINT)  # the default handler, or SIG_IGN under nohup / a background job
     with loop.stop_requests() as stop:
         signal.raise_signal(signal.SIGINT)
         assert stop[0] is True
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_evaluate_command_reproduces_the_final_validation(tiny_overrides, capsys):
