@@ -292,15 +292,9 @@ def train(
             bar.update(1)
             # Evaluation and saving do not count against the budget; every process must stop on the same step.
             trained = runtime() - paused_total
-            out_of_time = False
-            if tcfg.max_runtime is not None and wsd is None:
-                out_of_time = _any_process(accelerator, trained >= tcfg.max_runtime)
-            elif tcfg.max_runtime is not None and not wsd.decaying(step):
-                stable_time = (1 - cfg.optim.decay_fraction) * tcfg.max_runtime
-                if _any_process(accelerator, trained >= stable_time):  # every process decays from the same step
-                    max_steps = bar.total = wsd.decay_now(step)
-                    logger.info(f"{trained:.0f} s trained: decaying the learning rate until step {max_steps}",
-                                main_process_only=True)  # fmt: skip
+            out_of_time = _time_budget(accelerator, tcfg.max_runtime, cfg.optim.decay_fraction, wsd, step, trained)
+            if wsd is not None and wsd.last_step != max_steps:  # the budget moved the decay: the run ends with it
+                max_steps = bar.total = wsd.last_step
 
             if step % tcfg.logging_steps == 0 or step == max_steps:
                 # One reduction per logging step: the loss stays on device in between (no per-step sync).
@@ -484,6 +478,20 @@ def _flops_per_token(model: torch.nn.Module, batch: dict) -> float:
                        main_process_only=True)  # fmt: skip
         return flops_per_token(model, batch["input_ids"].shape[1])
     return measured
+
+
+def _time_budget(accelerator: Accelerator, max_runtime: float | None, decay_fraction: float,
+                 wsd: WarmupStableDecay | None, step: int, trained: float) -> bool:  # fmt: skip
+    """True when the run must stop now for its time budget. A warmup-stable-decay run never stops here: once
+    (1 - decay_fraction) of the budget is trained, its decay starts and the run ends where the decay ends."""
+    if max_runtime is None:
+        return False
+    if wsd is None:
+        return _any_process(accelerator, trained >= max_runtime)
+    if not wsd.decaying(step) and _any_process(accelerator, trained >= (1 - decay_fraction) * max_runtime):
+        last = wsd.decay_now(step)  # every process decays from the same step
+        logger.info(f"{trained:.0f} s trained: decaying the learning rate until step {last}", main_process_only=True)
+    return False
 
 
 def _any_process(accelerator: Accelerator, flag: bool) -> bool:
