@@ -9,16 +9,17 @@ import sys
 from pathlib import Path
 
 from pipelines.errors import PipelineError, TrainingInterrupted
+from pipelines.quiet import silence_harmless_warnings
 
 QUICKSTART_DIR = "runs/quickstart"
 QUICKSTART_PROMPTS = ("Return the", "This module provides", "The ")
 
 
-def _add_config_args(parser: argparse.ArgumentParser, config_help: str) -> None:
+def _add_config_args(parser: argparse.ArgumentParser, config_help: str, example: str = "train.max_steps=100") -> None:
     parser.add_argument("--config", help=config_help)
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
+        help=f"override a config value, e.g. --set {example} (repeatable; every key: pipelines/config.py)",
     )  # fmt: skip
 
 
@@ -70,6 +71,15 @@ def _train_tokenizer(cfg):
     return train_tokenizer(cfg.tokenizer, raw["train"], cfg.data.text_column)
 
 
+def cmd_fetch_data(args) -> None:
+    """Download the public data sets the shipped configs read (SST-2, TREC, AG News, tinyshakespeare, Alpaca,
+    Multi30K) into data/<set>/, in the layout the configs expect; each set's licence is printed first."""
+    from pipelines.data.fetch import fetch
+
+    files = fetch(args.names, Path(args.to), args.overwrite)
+    print(f"{len(files)} file(s) written under {args.to}" if files else "nothing to download")
+
+
 def cmd_prepare(args) -> None:
     """Tokenize the config's data once into memory-mapped token files at `data.prepared_path`."""
     from pipelines.data.prepare import prepare_token_files
@@ -104,7 +114,8 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_finetune(args) -> None:
-    """Fine-tune a classifier from an exported run (`model.init_from`) or from scratch."""
+    """Fine-tune on a labelled task (classification, or text-to-text pairs) from an export (`model.init_from`) or
+    from scratch (resumes an interrupted run in the same output_dir)."""
     from pipelines.finetune import finetune
 
     cfg = _load(args)
@@ -117,35 +128,41 @@ def cmd_evaluate(args) -> None:
     from pipelines.evaluate_export import evaluate_export
 
     saved = Path(args.run) / "config.yaml"
+    if not Path(args.run).exists():
+        raise PipelineError(f"no such run or export: {args.run}")
     if args.config is None and not saved.is_file():
-        raise PipelineError(f"{args.run} has no config.yaml; pass --config")
+        raise PipelineError(f"{args.run} has no config.yaml (an export copied on its own?); pass --config")
     cfg = load_config(args.config or saved, args.overrides)
     name = Path(args.data).stem if args.data else "validation"
     out = Path(args.output) if args.output else Path(args.run) / f"eval_{name}.json"
     results = evaluate_export(cfg, args.run, out, args.data)
-    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one report
+    if _main_process():
         print(json.dumps(results, indent=2))
         print(f"written to {out}")
 
 
 def cmd_generate(args) -> None:
     """Generate from an exported run (fill-mask for masked LMs): prompts from arguments, a file, stdin, -i, or
-    --instruction/--input for instruction-tuned models."""
+    --instruction/--input/--field for text-to-text models (the prompt is built with the saved template)."""
+    from transformers.utils import logging as hf_logging
+
     from pipelines.generation import GenerationSettings, instruction_prompt, load_generator, read_prompts
 
+    hf_logging.disable_progress_bar()  # a weights-loading bar on every call is noise in a terminal tool
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, num_return_sequences=args.num_return_sequences,
         greedy=args.greedy, num_beams=args.num_beams, seed=args.seed,
     )  # fmt: skip
-    generator = load_generator(args.run)
-    if args.instruction is not None:  # the prompt comes from the export's template; print only the answer
-        if args.prompts or args.prompt_file or args.interactive:
-            raise PipelineError("--instruction builds the prompt itself: drop the other prompt arguments")
-        generator(instruction_prompt(args.run, args.instruction, args.input), settings, echo=False)
-        return
-    if args.input is not None:
+    if args.input is not None and args.instruction is None:
         raise PipelineError("--input goes with --instruction")
+    fields = dict(_field(item) for item in args.fields)
+    if args.instruction is not None or fields:  # the prompt comes from the export's template; print only the answer
+        if args.prompts or args.prompt_file or args.interactive:
+            raise PipelineError("--instruction/--field build the prompt: drop the other prompt arguments")
+        prompt = instruction_prompt(args.run, args.instruction, args.input, fields)  # before the slow model load
+        load_generator(args.run)(prompt, settings, echo=False)
+        return
     if args.interactive:
         print("Type a prompt and press Enter; an empty line or Ctrl-D quits.", file=sys.stderr)
         prompts = _interactive_prompts()
@@ -153,8 +170,16 @@ def cmd_generate(args) -> None:
         prompts = read_prompts(args.prompts, args.prompt_file)
         if not prompts:
             raise PipelineError("no prompt given: pass one, --prompt-file FILE, pipe prompts on stdin, or -i")
+    generator = load_generator(args.run)
     for prompt in prompts:
         generator(prompt, settings)
+
+
+def _field(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip():
+        raise PipelineError(f"--field expects NAME=VALUE (a field of the saved template), got {item!r}")
+    return name.strip(), value
 
 
 def _interactive_prompts():
@@ -199,13 +224,21 @@ def cmd_quickstart(args) -> None:
         _print_summary(cfg.output_dir, pretrain(cfg, overwrite=args.overwrite))
     print("[3/3] samples", flush=True)
     generator = load_generator(cfg.output_dir)
-    for prompt in QUICKSTART_PROMPTS:
+    for i, prompt in enumerate(QUICKSTART_PROMPTS, 1):
+        print(f"--- sample {i}/{len(QUICKSTART_PROMPTS)}")
         generator(prompt, GenerationSettings(max_new_tokens=60, seed=0))
-        print()
+    print("---")
     print(f'Generate more with: python -m pipelines generate {cfg.output_dir} "your prompt"')
 
 
+def _main_process() -> bool:
+    """False on the other processes of an `accelerate launch`: one report per run, not one per process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _print_summary(output_dir: str, results: dict) -> None:
+    if not _main_process():
+        return
     line = f"done: {results['step']} steps, {results['tokens_seen']:,} tokens in {results['train_runtime']:.0f} s"
     shown = ("loss", "perplexity", "bits_per_byte", "token_accuracy", "accuracy", "f1", "f1_macro")
     figures = [f"{k} {results['eval_' + k]:.4f}" for k in shown if f"eval_{k}" in results]
@@ -215,6 +248,8 @@ def _print_summary(output_dir: str, results: dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `pipelines` argument parser with one subparser per command."""
+    from pipelines.data.fetch import DATASETS
+
     parser = argparse.ArgumentParser(prog="pipelines", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
@@ -228,9 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
         _add_run_args(p)
         p.set_defaults(func=func)
 
+    p = sub.add_parser("fetch-data", help=cmd_fetch_data.__doc__)
+    p.add_argument("names", nargs="*", help="data sets to fetch (default: all): " + ", ".join(DATASETS))
+    p.add_argument("--to", default="data", help="folder to put them in (default: data, where the configs look)")
+    p.add_argument("--overwrite", action="store_true", help="download sets that are already there again")
+    p.set_defaults(func=cmd_fetch_data)
+
     p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
     p.add_argument("run", help="run directory (its final/ is scored) or export directory")
-    _add_config_args(p, "run config (default: the run's own config.yaml)")
+    _add_config_args(p, "run config (default: the run's own config.yaml)", "train.eval_max_batches=10")
     p.add_argument("--data", help="score every example of this file, glob or directory (default: validation split)")
     p.add_argument("--output", help="where to write the JSON (default: <run>/eval_<data name>.json)")
     p.set_defaults(func=cmd_evaluate)
@@ -240,16 +281,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompts", nargs="*", help="prompt(s); '-' reads prompts from stdin, one per line")
     p.add_argument("--prompt-file", help="read prompts from this file, one per line")
     p.add_argument("--interactive", "-i", action="store_true", help="read prompts interactively")
-    p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--max-new-tokens", type=int, default=100, help="stop after this many new tokens (default 100)")
+    p.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling: below 1 sharper, above 1 more random (default 0.8)"
+    )
     p.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest (50); fill-mask: show k (5)")
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--repetition-penalty", type=float, default=None)
-    p.add_argument("--num-return-sequences", type=int, default=1)
+    p.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        help="sampling: keep the likeliest tokens whose probabilities sum to p (default: off)",
+    )
+    p.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=None,
+        help="sampling: above 1 discourages repeating tokens, e.g. 1.2 (default: off)",
+    )
+    p.add_argument("--num-return-sequences", type=int, default=1, help="samples per prompt (default 1)")
     p.add_argument("--greedy", action="store_true", help="always pick the most likely token")
     p.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (no sampling)")
-    p.add_argument("--instruction", help="instruction-tuned models: build the prompt with the saved template")
-    p.add_argument("--input", help="with --instruction: the optional input (context) of the instruction")
+    p.add_argument(
+        "--instruction",
+        help="text-to-text models: build the prompt with the saved template, this text "
+        "in its 'instruction' field (or its first field)",
+    )
+    p.add_argument("--input", help="with --instruction: the optional input, in the 'input' field (or the second)")
+    p.add_argument(
+        "--field",
+        dest="fields",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fill the saved template's field NAME (repeatable), e.g. --field question='Who wrote it?'",
+    )
     p.add_argument("--seed", type=int, default=None, help="same seed, same text")
     p.set_defaults(func=cmd_generate)
 
@@ -270,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: clear one-line errors and exit codes instead of tracebacks for bad input."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # datasets.map forks; keep tokenizers quiet
     args = build_parser().parse_args(argv)
+    silence_harmless_warnings()
     try:
         args.func(args)
     except TrainingInterrupted as err:

@@ -274,8 +274,10 @@ class TrainConfig:
     """Write a resumable checkpoint every N optimizer steps."""
     save_total_limit: int = 2
     """Keep only the newest N checkpoints."""
-    report_to: Literal["tensorboard", "none"] = "tensorboard"
-    """Tracker that accelerate logs to, besides `metrics.jsonl`."""
+    report_to: Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab", "trackio",
+                       "none"] = "tensorboard"  # fmt: skip
+    """Tracker that accelerate logs to, besides `metrics.jsonl` (its package must be installed, e.g. `pip install
+    wandb`); `none` for none."""
     dataloader_num_workers: int = 0
     """Background workers per dataloader."""
     early_stopping_patience: int | None = None
@@ -374,6 +376,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    _check_override(key.strip(), value, item)
     *parents, leaf = key.strip().split(".")
     node = raw
     for part in parents:
@@ -381,6 +384,36 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
             node[part] = {}
         node = node[part]
     node[leaf] = value
+
+
+def _check_override(key: str, value: Any, item: str) -> None:
+    """A `--set` typo or wrong type is the command's fault, not the config file's: name the `--set`."""
+    tp: Any = RunConfig
+    hint: Any = RunConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(tp):  # inside a mapping or list field (e.g. data.label_map): the file decides
+            return
+        names = [f.name for f in dataclasses.fields(tp)]
+        if part not in names:
+            close = difflib.get_close_matches(part, names, n=1)
+            suggestion = f" (did you mean '{'.'.join([*parts[:i], close[0]])}'?)" if close else ""
+            where = ".".join(parts[:i]) or "the top level"
+            raise ConfigError(
+                f"--set {item}: unknown key '{key}'{suggestion}; valid keys in {where}: {', '.join(names)}"
+            )
+        hint = typing.get_type_hints(tp)[part]
+        tp = _unwrap_optional(hint)
+    if not dataclasses.is_dataclass(tp):
+        _coerce(value, hint, key, f"--set {item}")
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    """`X | None` → X, so a section that may be unset is still walked."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
 
 
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from transformers import set_seed
 
@@ -11,10 +10,11 @@ from pipelines.config import RunConfig
 from pipelines.data.prepare import prepare_classification_data
 from pipelines.errors import PipelineError
 from pipelines.evaluation.classification import evaluate_classification, load_metrics
-from pipelines.models import init_model, resolve_export
+from pipelines.models import check_model, init_model, resolve_export
 from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
 from pipelines.text_to_text import build_text_to_text_task
 from pipelines.tokenization import append_eos_to_sequences, load_tokenizer
+from pipelines.training.export import model_card
 from pipelines.training.run import Task, run_task
 
 
@@ -38,6 +38,7 @@ def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
     if tokenizer.pad_token_id is None:
         raise PipelineError("the tokenizer has no pad token, which batching sentences of different lengths needs")
     metrics = load_metrics(cfg.objective.metrics or ["accuracy"])
+    check_model(cfg.model, export, auto_class_for(objective), tokenizer, cfg.data.block_size)
 
     with accelerator.main_process_first():
         data = prepare_classification_data(cfg.data, cfg.seed, tokenizer)
@@ -72,21 +73,9 @@ def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
 
 def _model_card(cfg: RunConfig, labels: list[str], results: dict) -> str:
     start = f"fine-tuned from `{cfg.model.init_from}`" if cfg.model.init_from else "trained from scratch"
-    figures = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in results.items()
-                        if k.startswith("eval_") and isinstance(v, float))  # fmt: skip
-    return "\n".join([
-        f"# {Path(cfg.output_dir).name}",
-        "",
-        f"A sequence classifier {start} by the `pipelines` package.",
-        "",
-        f"- **Data:** `{cfg.data.path}` (text: `{cfg.data.text_column}`"
-        + (f", pair: `{cfg.data.text_pair_column}`" if cfg.data.text_pair_column else "")
-        + f", label: `{cfg.data.label_column}`)",
-        f"- **Labels:** {', '.join(labels)}",
-        f"- **Size:** {results['parameters']:,} parameters; {results['step']} steps, {results['train_runtime']:.0f} s",
-        f"- **Validation:** {figures}",
-        "",
-        "Load it with `AutoModelForSequenceClassification.from_pretrained(...)`",
-        'or `pipeline("text-classification", model=...)`.',
-        "",
-    ])  # fmt: skip
+    pair = f", pair: `{cfg.data.text_pair_column}`" if cfg.data.text_pair_column else ""
+    facts = [f"**Data:** `{cfg.data.path}` (text: `{cfg.data.text_column}`{pair}, label: `{cfg.data.label_column}`)",
+             f"**Labels:** {', '.join(labels)}"]  # fmt: skip
+    load = ('Load it with `AutoModelForSequenceClassification.from_pretrained(...)` or '
+            '`pipeline("text-classification", model=...)`.')  # fmt: skip
+    return model_card(cfg, f"A sequence classifier {start} by the `pipelines` package.", facts, load, results)

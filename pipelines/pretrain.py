@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from transformers import set_seed
 
@@ -15,6 +14,7 @@ from pipelines.models import init_model, resolve_export
 from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
 from pipelines.text_to_text import build_text_to_text_task
 from pipelines.tokenization import load_tokenizer
+from pipelines.training.export import model_card
 from pipelines.training.run import Task, run_task
 
 
@@ -67,22 +67,12 @@ def _evaluate(model, loader, accelerator, shift, max_batches, bytes_per_token) -
 
 def _model_card(cfg: RunConfig, auto_class: str, results: dict) -> str:
     source = cfg.data.source if cfg.data.source == "builtin" else f"{cfg.data.source}: `{cfg.data.path}`"
-    lines = [
-        f"# {Path(cfg.output_dir).name}",
-        "",
-        f"A `{cfg.model.arch}` model pretrained with the `{cfg.objective.name}` objective by the `pipelines` package.",
-        "",
-        f"- **Training data:** {source}"
-        + (" (Python standard-library documentation)" if cfg.data.source == "builtin" else ""),
-        f"- **Size:** {results['parameters']:,} parameters; {cfg.model.num_layers} layers, "
-        f"hidden {cfg.model.hidden_size}, {cfg.model.num_heads} heads, context {cfg.data.block_size}",
-        f"- **Training:** {results['step']} steps, {results['tokens_seen']:,} tokens, {results['train_runtime']:.0f} s",
-    ]
-    if "eval_loss" in results:
-        figures = [f"loss {results['eval_loss']:.4f}", f"perplexity {results['eval_perplexity']:.2f}",
-                   f"token accuracy {results['eval_token_accuracy']:.4f}"]  # fmt: skip
-        if "eval_bits_per_byte" in results:
-            figures.append(f"{results['eval_bits_per_byte']:.4f} bits per byte")
-        lines.append(f"- **Validation:** {', '.join(figures)}")
-    lines += ["", f"Load it with `{auto_class}.from_pretrained(...)` and `AutoTokenizer`.", ""]
-    return "\n".join(lines)
+    about = " (Python standard-library documentation)" if cfg.data.source == "builtin" else ""
+    facts = [f"**Training data:** {source}{about}",
+             f"**Shape:** {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, {cfg.model.num_heads} heads, "
+             f"context {cfg.data.block_size}"]  # fmt: skip
+    summary = (
+        f"A `{cfg.model.arch}` model pretrained with the `{cfg.objective.name}` objective by the `pipelines` package."
+    )
+    return model_card(cfg, summary, facts, f"Load it with `{auto_class}.from_pretrained(...)` and `AutoTokenizer`.",
+                      results)  # fmt: skip

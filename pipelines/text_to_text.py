@@ -13,10 +13,11 @@ from pipelines.config import RunConfig
 from pipelines.data.text_to_text import prepare_text_to_text_data
 from pipelines.errors import PipelineError
 from pipelines.evaluation.seq2seq import evaluate_text_to_text, load_generation_metrics
-from pipelines.models import init_model, resolve_export
+from pipelines.models import check_model, init_model, resolve_export
 from pipelines.objectives import OBJECTIVES, auto_class_for
 from pipelines.objectives.instruct import CHAT_TEMPLATE
 from pipelines.tokenization import load_tokenizer
+from pipelines.training.export import model_card
 from pipelines.training.run import Task
 
 PROMPT_TEMPLATES = "prompt_templates.json"
@@ -36,6 +37,7 @@ def build_text_to_text_task(cfg: RunConfig, accelerator) -> Task:
     if not decoder_only and tokenizer("a")["input_ids"][-1:] != [tokenizer.eos_token_id]:
         raise PipelineError("an encoder-decoder needs a tokenizer that ends every input with EOS (kind `unigram`)")
     metrics = load_generation_metrics(cfg.objective.metrics or list(objective.default_metrics))
+    check_model(cfg.model, export, auto_class_for(objective), tokenizer, cfg.data.block_size)
     span = OBJECTIVES.get("span").packing(tokenizer, cfg) if _has_span_source(cfg) and not decoder_only else None
 
     with accelerator.main_process_first():
@@ -88,18 +90,7 @@ def _report_truncation(counts: dict[str, int], cfg: RunConfig, accelerator) -> N
 
 def _model_card(cfg: RunConfig, auto_class: str, templates: dict[str, str], results: dict) -> str:
     start = f"fine-tuned from `{cfg.model.init_from}`" if cfg.model.init_from else "trained from scratch"
-    figures = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in results.items()
-                        if k.startswith("eval_") and isinstance(v, float))  # fmt: skip
-    lines = [
-        f"# {Path(cfg.output_dir).name}",
-        "",
-        f"A text-to-text `{cfg.model.arch}` model ({cfg.objective.name}) {start} by the `pipelines` package.",
-        "",
-        "- **Input templates:** " + "; ".join(f"{name}: `{t!r}`" for name, t in templates.items()),
-        f"- **Size:** {results['parameters']:,} parameters; {results['step']} steps, {results['train_runtime']:.0f} s",
-        f"- **Validation:** {figures}",
-        "",
-        f"Load it with `{auto_class}.from_pretrained(...)` and `AutoTokenizer`, then `model.generate(...)`.",
-        "",
-    ]
-    return "\n".join(lines)
+    summary = f"A text-to-text `{cfg.model.arch}` model ({cfg.objective.name}) {start} by the `pipelines` package."
+    facts = ["**Input templates:** " + "; ".join(f"{name}: `{t!r}`" for name, t in templates.items())]
+    load = f"Load it with `{auto_class}.from_pretrained(...)` and `AutoTokenizer`, then `model.generate(...)`."
+    return model_card(cfg, summary, facts, load, results)

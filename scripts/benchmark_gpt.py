@@ -7,7 +7,7 @@ byte-level BPE on the rest and reports bits per byte (= bits per character on AS
 tinyshakespeare). Prints one row per seed and the mean ratio. Then it times a bare PyTorch loop (no
 accelerate, no logging) over the same model, optimizer and batches, and prints the pipeline's overhead.
 
-    python scripts/benchmark_gpt.py --text ../shared/data/tinyshakespeare/input.txt --seeds 1 2 3
+    python scripts/benchmark_gpt.py --text data/tinyshakespeare/input.txt --seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--text", default="../shared/data/tinyshakespeare/input.txt", help="UTF-8 text file")
+    parser.add_argument("--text", default="data/tinyshakespeare/input.txt", help="UTF-8 text file")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="one reference + pipeline pair per seed")
     parser.add_argument(
         "--budget",

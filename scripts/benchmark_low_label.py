@@ -12,7 +12,7 @@
 Prints one JSON line per run and a table of means, and writes `results.jsonl`, `table.md` and `plot.png`
 (dev accuracy against label count, one line per model) into `--out`.
 
-    python scripts/benchmark_low_label.py --family bert --sst2 ../shared/data/sst2 --out reports/low-label/bert
+    python scripts/benchmark_low_label.py --family bert --sst2 data/sst2 --out reports/low-label/bert
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def plot(rows: list[dict], labels: list[str], title: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", choices=sorted(FAMILIES), default="bert")
-    parser.add_argument("--sst2", default="../shared/data/sst2", help="folder with GLUE SST-2 train.tsv and dev.tsv")
+    parser.add_argument("--sst2", default="data/sst2", help="folder with GLUE SST-2 train.tsv and dev.tsv")
     parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="training-time budget for pretraining")
     parser.add_argument("--with-builtin", action="store_true", help="add the built-in corpus to the pretraining text")
     parser.add_argument(

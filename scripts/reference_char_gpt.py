@@ -6,7 +6,7 @@ weight decay 0.1 on matrices, learning rate 1e-3 with 100 warmup iterations and 
 iterations, gradient clipping 1.0, fp32. The validation loss is the mean over 20 random batches at the end.
 Nothing here is tuned: it is the yardstick, so it stays as it is.
 
-    python scripts/reference_char_gpt.py --text ../shared/data/tinyshakespeare/input.txt
+    python scripts/reference_char_gpt.py --text data/tinyshakespeare/input.txt
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def run(text_file: Path, seed: int, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--text", default="../shared/data/tinyshakespeare/input.txt", help="UTF-8 text file")
+    parser.add_argument("--text", default="data/tinyshakespeare/input.txt", help="UTF-8 text file")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

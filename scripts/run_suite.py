@@ -30,7 +30,7 @@ def main() -> None:
         sys.exit(f"--only names runs the suite does not have: {', '.join(sorted(unknown))}")
     missing = [p for p in suite.get("requires", []) if not Path(p).exists()]
     if missing:
-        sys.exit(f"this suite needs {', '.join(missing)} (see ../shared/data/SOURCES.md)")
+        sys.exit(f"this suite needs {', '.join(missing)} (python -m pipelines fetch-data downloads the data sets)")
     root = Path(suite["root"])
     for run in suite["runs"]:
         out = root / run["name"]

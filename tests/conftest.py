@@ -13,7 +13,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+DATA = REPO / "data"
+"""Where `python -m pipelines fetch-data` puts the real data sets; tests that need them skip without it."""
 
 # Style rule 9: 2 layers, hidden 32, vocab ≤ 512, length ≤ 32.
 TINY = [

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from pipelines.cli import main
+from tests.conftest import REPO
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:
@@ -36,7 +37,47 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path, capsys):
 
 def test_unknown_key_suggests_the_valid_one(tmp_path, capsys):
     code, err = run_cli(capsys, "pretrain", "--set", "train.max_step=5")
-    assert_clean_error(code, err, "unknown key 'train.max_step'", "did you mean 'max_steps'")
+    assert_clean_error(code, err, "unknown key 'train.max_step'", "did you mean 'train.max_steps'")
+
+
+@pytest.mark.parametrize(("override", "fragments"), [
+    ("train.max_stpes=40", ["--set train.max_stpes=40: unknown key", "did you mean 'train.max_steps'"]),
+    ("trian.max_steps=40", ["--set trian.max_steps=40: unknown key", "did you mean 'train'"]),
+    ("train.max_steps=forty", ["--set train.max_steps=forty: 'train.max_steps' must be int"]),
+    ("optim.name=sgd", ["--set optim.name=sgd: 'optim.name' is 'sgd'; valid choices"]),
+])  # fmt: skip
+def test_a_bad_set_is_blamed_on_the_set_not_the_config_file(override, fragments, capsys):
+    config = "configs/gpt/tiny.yaml"
+    code, err = run_cli(capsys, "pretrain", "--config", str(REPO / config), "--set", override)
+    assert_clean_error(code, err, *fragments)
+    assert config not in err
+
+
+def test_sets_inside_a_mapping_field_are_left_to_the_file(tmp_path):
+    from pipelines.config import load_config
+
+    cfg = load_config(None, ["data.label_map.0=negative", "model.init_from=", "optim.learning_rate=1e-3"])
+    assert cfg.data.label_map == {"0": "negative"} and cfg.model.init_from is None and cfg.optim.learning_rate == 1e-3
+
+
+def test_evaluate_names_a_run_that_does_not_exist(tmp_path, capsys):
+    code, err = run_cli(capsys, "evaluate", str(tmp_path / "no-such-run"))
+    assert_clean_error(code, err, "no such run or export:", "no-such-run")
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_any_work(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    code, err = run_cli(capsys, "pretrain", "--set", "train.report_to=wandb", "--set", f"output_dir={tmp_path / 'r'}")
+    assert_clean_error(code, err, "train.report_to is 'wandb'", "pip install wandb")
+    assert not (tmp_path / "r").exists()
+
+
+def test_field_arguments_must_name_a_field(tmp_path, capsys):
+    code, err = run_cli(capsys, "generate", str(tmp_path), "--field", "no equals sign")
+    assert_clean_error(code, err, "--field expects NAME=VALUE")
 
 
 @pytest.mark.parametrize(

@@ -142,7 +142,9 @@ def test_override_without_equals():
 
 
 def test_unknown_key_names_full_path_and_suggests():
-    with pytest.raises(ConfigError, match=r"'train\.max_step'.*did you mean 'max_steps'"):
+    with pytest.raises(
+        ConfigError, match=r"--set train\.max_step=3: .*'train\.max_step'.*did you mean 'train\.max_steps'"
+    ):
         load_config(overrides=["train.max_step=3"])
 
 

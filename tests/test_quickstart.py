@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.config import load_config
-from tests.conftest import REPO, SHARED_DATA, TINY
+from tests.conftest import DATA, REPO, TINY
 
 
 def test_quickstart_trains_exports_and_samples(tmp_path, capsys):
@@ -50,7 +50,7 @@ TASKS = {  # config → (label count, label names that must be present)
 }
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not here (a user's clone has none)")
+@pytest.mark.skipif(not DATA.is_dir(), reason="data/ is not here: python -m pipelines fetch-data")
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_task_configs_read_the_real_files(name, monkeypatch):
     from pipelines.data.prepare import prepare_classification_data

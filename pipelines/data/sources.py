@@ -17,6 +17,7 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from pipelines.config import DataConfig
 from pipelines.data.builtin import iter_builtin_documents, iter_code_summaries
+from pipelines.data.fetch import missing_data_hint
 from pipelines.data.preprocess import PREPROCESSORS
 from pipelines.errors import PipelineError
 from pipelines.registry import Registry
@@ -47,6 +48,7 @@ def load_raw_datasets(cfg: DataConfig, seed: int, columns: dict[str, str] | None
         return _streaming_splits(cfg, train, validation, columns)
     if cfg.preprocess is not None:
         train, validation = (_preprocess(split, cfg.preprocess) for split in (train, validation))
+    train, validation = (_flatten(split) for split in (train, validation))
     for split_name, split in (("train", train), ("validation", validation)):
         if split is None:
             continue
@@ -89,6 +91,7 @@ def _streaming_splits(cfg: DataConfig, train, validation, columns: dict[str, str
     if cfg.preprocess is not None:
         train, validation = (split and split.map(PREPROCESSORS.get(cfg.preprocess), batched=True)
                              for split in (train, validation))  # fmt: skip
+    train, validation = (_flatten_streaming(split) for split in (train, validation))
     for split_name, split in (("train", train), ("validation", validation)):
         if split is None:
             continue
@@ -107,6 +110,27 @@ def _streaming_splits(cfg: DataConfig, train, validation, columns: dict[str, str
     if cfg.max_documents is not None:
         train = train.take(cfg.max_documents)
     return IterableDatasetDict({"train": train} | ({"validation": validation} if validation is not None else {}))
+
+
+def _flatten(split: Dataset | None) -> Dataset | None:
+    """Nested records (JSON objects in a field) become dotted columns, so `text_column: body.text` reads them."""
+    if split is None or not any(isinstance(f, dict) for f in split.features.values()):
+        return split
+    return split.flatten()
+
+
+def _flatten_streaming(split: IterableDataset | None) -> IterableDataset | None:
+    """`_flatten` for a stream: decided on its first record."""
+    first = next(iter(split), None) if split is not None else None
+    nested = [key for key, value in (first or {}).items() if isinstance(value, dict)]
+    return split.map(_flat_record, remove_columns=nested) if nested else split
+
+
+def _flat_record(record: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in record.items():
+        flat |= _flat_record(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return flat
 
 
 def _held_out(example: dict, index: int, every: int, keep: bool) -> bool:
@@ -165,6 +189,8 @@ def _load_parallel_split(prefix: str, cfg: DataConfig) -> Dataset:
             columns[name] = path.read_text(encoding=cfg.encoding).splitlines()
         except UnicodeDecodeError as err:
             raise PipelineError(f"cannot read {path}: {err}; set data.encoding to the files' encoding") from None
+        except FileNotFoundError:
+            raise PipelineError(f"data file not found: {path}{missing_data_hint(str(path))}") from None
         except OSError as err:
             raise PipelineError(f"cannot read {path}: {err}") from None
     lengths = {name: len(lines) for name, lines in columns.items()}
@@ -198,7 +224,7 @@ def resolve_files(path: str, file_format: str | None = None) -> tuple[list[str],
     elif Path(path).exists():
         files = [path]
     else:
-        raise PipelineError(f"data file not found: {path}")
+        raise PipelineError(f"data file not found: {path}{missing_data_hint(path)}")
     files = [f for f in files if Path(f).is_file()]
     if not files:
         raise PipelineError(f"no data files match {path} (supported: {', '.join(FILE_BUILDERS)})")

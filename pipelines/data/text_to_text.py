@@ -29,6 +29,19 @@ def template_fields(template: str) -> list[str]:
         raise PipelineError(f"bad template {template!r}: {err}") from None
 
 
+def fill_template(template: str, values: dict) -> str:
+    """`template` with each `{field}` replaced by its value. Unlike `str.format`, a dotted field (`{body.text}`) is
+    the name of a flattened nested column, not an attribute lookup."""
+    parts = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        parts.append(literal)
+        if name is not None:
+            value = values[name]
+            value = {"r": repr, "s": str, "a": ascii}[conversion](value) if conversion else value
+            parts.append(format(value, spec or ""))
+    return "".join(parts)
+
+
 def render(record_batch: dict[str, list], template: str, required: bool) -> tuple[list[str], list[bool]]:
     """The template filled in for every record, and whether a field was missing (None or blank).
 
@@ -41,7 +54,7 @@ def render(record_batch: dict[str, list], template: str, required: bool) -> tupl
     for i in range(size):
         values = {f: record_batch[f][i] for f in fields}
         blank = [f for f, v in values.items() if v is None or not str(v).strip()]
-        texts.append(template.format(**{f: "" if v is None else v for f, v in values.items()}).strip())
+        texts.append(fill_template(template, {f: "" if v is None else v for f, v in values.items()}).strip())
         missing.append(bool(blank) and required)
     return texts, missing
 

@@ -85,21 +85,38 @@ def load_generator(path: str | Path) -> Callable[[str, GenerationSettings], None
     raise PipelineError(f"{export} holds a {', '.join(architectures)}, which does not generate text")
 
 
-def instruction_prompt(path: str | Path, instruction: str, input_text: str | None = None) -> str:
-    """The prompt an instruction-tuned export was trained on: its saved input template filled with the
-    instruction (and input), wrapped in the tokenizer's chat template when it has one (causal LMs)."""
+def instruction_prompt(path: str | Path, instruction: str | None = None, input_text: str | None = None,
+                       fields: dict[str, str] | None = None) -> str:  # fmt: skip
+    """The prompt a text-to-text export was trained on: a saved input template filled in, wrapped in the
+    tokenizer's chat template when it has one (causal LMs).
+
+    `fields` fill the template's fields by name (fields not given are left empty, as an absent optional field
+    was in training). `instruction` and `input_text` fill the fields named `instruction` and `input`, or else
+    the template's first and second fields, so they work whatever the data called them.
+    """
+    from pipelines.data.text_to_text import fill_template, template_fields
+
     export = resolve_export(path)
     saved = export / "prompt_templates.json"
     if not saved.is_file():
         raise PipelineError(f"{export} was not trained on templated data (no prompt_templates.json): pass a prompt")
-    from pipelines.data.text_to_text import template_fields
-
-    templates = json.loads(saved.read_text())
-    usable = [t for t in templates.values() if "instruction" in template_fields(t)]
-    usable = [t for t in usable if set(template_fields(t)) <= {"instruction", "input"}]
+    templates = list(json.loads(saved.read_text()).values())
+    fields = dict(fields or {})
+    usable = [t for t in templates if set(fields) <= set(template_fields(t))]
+    if instruction is not None:  # a template that names an instruction is the one meant, when there is one
+        usable.sort(key=lambda t: "instruction" not in template_fields(t))
     if not usable:
-        raise PipelineError(f"no saved template of {export} takes an instruction: {', '.join(templates.values())}")
-    content = usable[0].format(instruction=instruction, input=input_text or "").strip()
+        listed = "; ".join(repr(t) for t in templates)
+        raise PipelineError(f"no saved template of {export} has the field(s) {', '.join(fields)}: {listed}")
+    template = usable[0]
+    names = template_fields(template)
+    for position, (key, value) in enumerate((("instruction", instruction), ("input", input_text))):
+        if value is None:
+            continue
+        if key not in names and position >= len(names):
+            raise PipelineError(f"the template {template!r} has no field for --{key}; use --field NAME=VALUE")
+        fields.setdefault(key if key in names else names[position], value)
+    content = fill_template(template, {name: fields.get(name, "") for name in names}).strip()
     tokenizer = AutoTokenizer.from_pretrained(str(export))
     if tokenizer.chat_template is None:
         return content

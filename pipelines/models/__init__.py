@@ -59,19 +59,30 @@ def model_shape(cfg: ModelConfig, tokenizer, block_size: int) -> ModelShape:
 
 def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_updates):
     """A freshly initialised model of architecture `cfg.arch` with the head of `auto_class`."""
-    config = MODELS.get(cfg.arch).build_config(cfg, shape)
+    config = _fresh_config(cfg, shape, auto_class)
     config.update(config_updates)
-    if type(config) not in auto_class._model_mapping:
-        raise PipelineError(f"model.arch '{cfg.arch}' has no {auto_class.__name__} head")
     return auto_class.from_config(config)
 
 
-def load_pretrained(path: str, auto_class, tokenizer, block_size: int, **config_updates):
-    """A model initialised from an export (or hub name) with the head of `auto_class`.
+def _fresh_config(cfg: ModelConfig, shape: ModelShape, auto_class):
+    config = MODELS.get(cfg.arch).build_config(cfg, shape)
+    if type(config) not in auto_class._model_mapping:
+        raise PipelineError(f"model.arch '{cfg.arch}' has no {auto_class.__name__} head")
+    return config
 
-    Refuses an export whose architecture has no such head, whose vocabulary the tokenizer overflows, or
-    whose position table is shorter than `block_size`.
-    """
+
+def load_pretrained(path: str, auto_class, tokenizer, block_size: int, **config_updates):
+    """A model initialised from an export (or hub name) with the head of `auto_class`; see `_pretrained_config`."""
+    _pretrained_config(path, auto_class, tokenizer, block_size)
+    try:
+        return auto_class.from_pretrained(path, **config_updates)
+    except Exception as err:  # noqa: BLE001 - damaged weights raise OSError, SafetensorError, RuntimeError, ...
+        raise PipelineError(f"cannot load the model weights from {path}: {str(err).strip().splitlines()[0]}") from None
+
+
+def _pretrained_config(path: str, auto_class, tokenizer, block_size: int):
+    """The export's config, refused when its architecture has no such head, when the tokenizer overflows its
+    vocabulary, or when its position table is shorter than `block_size`."""
     from transformers import AutoConfig
 
     try:
@@ -88,10 +99,16 @@ def load_pretrained(path: str, auto_class, tokenizer, block_size: int, **config_
     positions = position_limit(config)
     if config.model_type != "t5" and positions is not None and block_size > positions:
         raise PipelineError(f"data.block_size is {block_size} but the model at {path} reads at most {positions} tokens")
-    try:
-        return auto_class.from_pretrained(path, **config_updates)
-    except Exception as err:  # noqa: BLE001 - damaged weights raise OSError, SafetensorError, RuntimeError, ...
-        raise PipelineError(f"cannot load the model weights from {path}: {str(err).strip().splitlines()[0]}") from None
+    return config
+
+
+def check_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, block_size: int) -> None:
+    """The checks `init_model` makes, without building the model: run kinds call it before any data work, so a
+    mismatch is reported in seconds, not after the data is tokenised."""
+    if export is not None:
+        _pretrained_config(str(export), auto_class, tokenizer, block_size)
+    else:
+        _fresh_config(cfg, model_shape(cfg, tokenizer, block_size), auto_class)
 
 
 def position_limit(config) -> int | None:

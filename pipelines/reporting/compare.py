@@ -138,7 +138,7 @@ def load_run(run_dir: Path) -> Run:
 
 
 def task_key(cfg: RunConfig) -> str:
-    """`<objective> on <data identity>`, e.g. `cls on files:../shared/data/sst2/train.tsv`."""
+    """`<objective> on <data identity>`, e.g. `cls on files:data/sst2/train.tsv`."""
     return f"{cfg.objective.name} on {data_identity(cfg.data)}"
 
 

@@ -35,7 +35,8 @@ def export_final(accelerator, model, tokenizer, output_dir: str | Path, card: st
         try:
             unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-            (tmp / "README.md").write_text(card)
+            own = type(unwrapped).__module__.startswith("pipelines.")  # a baseline: loads after `import pipelines`
+            (tmp / "README.md").write_text(card + (f"\n{OWN_ARCHITECTURE_NOTE}\n" if own else ""))
             for name, content in (files or {}).items():
                 (tmp / name).write_text(content)
         except Exception as err:  # noqa: BLE001 - a full disk surfaces as OSError, RuntimeError or SafetensorError
@@ -45,6 +46,23 @@ def export_final(accelerator, model, tokenizer, output_dir: str | Path, card: st
         tmp.rename(final)
     accelerator.wait_for_everyone()
     return final
+
+
+def model_card(cfg, summary: str, facts: list[str], load: str, results: dict) -> str:
+    """The export's README.md: what the model is, how it was trained, its validation figures, how to load it."""
+    figures = ", ".join(f"{k.removeprefix('eval_').replace('_', ' ')} {v:.4f}" for k, v in results.items()
+                        if k.startswith("eval_") and isinstance(v, float))  # fmt: skip
+    size = (f"{results['parameters']:,} parameters; {results['step']} steps, {results['tokens_seen']:,} tokens, "
+            f"{results['train_runtime']:.0f} s")  # fmt: skip
+    lines = [f"# {Path(cfg.output_dir).name}", "", summary, "", *(f"- {fact}" for fact in facts), f"- **Size:** {size}"]
+    lines += [f"- **Validation:** {figures}"] if figures else []
+    return "\n".join([*lines, "", load, ""])
+
+
+OWN_ARCHITECTURE_NOTE = (
+    "This architecture is defined by the `pipelines` package, not by `transformers`: run "
+    "`import pipelines.models` first, which registers it with the Auto classes and `pipeline()`."
+)
 
 
 def _export_failed(final: Path, err: Exception, state_dict: dict) -> str:

@@ -7,6 +7,7 @@ distribution, mixed precision, gradient accumulation and checkpoint state.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -40,10 +41,19 @@ EvaluateFn = Callable[[torch.nn.Module, DataLoader], dict[str, float]]
 def build_accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
     """An Accelerator whose data order is a pure function of (seed, epoch), so resume is exact."""
     check_devices()
+    check_tracker(cfg.report_to)
     try:
         return _accelerator(cfg, output_dir, seed)
     except ImportError as err:  # e.g. a DeepSpeed launcher config without deepspeed installed
         raise PipelineError(f"the launcher config needs a library that is not installed: {err}") from None
+
+
+def check_tracker(name: str) -> None:
+    """Refuse a tracker whose package is missing up front: accelerate would drop it with only a warning."""
+    packages = ("tensorboard", "tensorboardX") if name == "tensorboard" else (name,)  # each named as it imports
+    if name != "none" and not any(importlib.util.find_spec(p) for p in packages):
+        raise PipelineError(f"train.report_to is '{name}', whose package is not installed: pip install {packages[0]} "
+                            "(or set train.report_to=none)")  # fmt: skip
 
 
 def check_devices() -> None:
@@ -230,9 +240,11 @@ def train(
     if checkpoints:
         resumed, state, extra = load_newest_checkpoint(accelerator, checkpoints)
         logger.info(f"resuming from {resumed} (step {state['step']})", main_process_only=True)
+        _follow_extension(state, tcfg, wsd)
     metrics = MetricsLog(accelerator, out / "metrics.jsonl", resume_step=state["step"])
-    if tcfg.report_to != "none":
-        accelerator.init_trackers("tensorboard", config=_flat_hparams(cfg))
+    if tcfg.report_to != "none":  # TensorBoard's project is its log folder; the others' is the package
+        project = "tensorboard" if tcfg.report_to == "tensorboard" else "pipelines"
+        accelerator.init_trackers(project, config=_flat_hparams(cfg))
 
     step, tokens_seen = state["step"], state["tokens_seen"]
     # A time-budgeted WSD run ends where its decay ends (restored with the scheduler on resume).
@@ -252,6 +264,7 @@ def train(
 
     def checkpoint() -> Path:
         state.update(
+            plan=[tcfg.max_steps, tcfg.max_runtime],
             step=step,
             tokens_seen=tokens_seen,
             train_runtime=runtime(),
@@ -331,9 +344,11 @@ def train(
                 stopper.update(step, last_eval, accelerator.unwrap_model(model))
 
             stop_now = _any_process(accelerator, stop[0])
-            if step % tcfg.save_steps == 0 or (stop_now and step < max_steps):
+            # The last step is saved too, so raising train.max_steps later continues exactly where this run ended.
+            last = step >= max_steps or out_of_time or stopper.should_stop
+            if step % tcfg.save_steps == 0 or last or (stop_now and step < max_steps):
                 path = checkpoint()
-                if stop_now:
+                if stop_now and step < max_steps:
                     bar.close()
                     raise TrainingInterrupted(
                         f"interrupted at step {step}; checkpoint saved to {path}. Run the same command to resume."
@@ -441,6 +456,18 @@ class EarlyStopping:
     def describe(self) -> str:
         """The best value and the step it came from."""
         return f"{self.metric}={self.sign * self.best:.4f} at step {self.best_step}"
+
+
+def _follow_extension(state: dict, tcfg: TrainConfig, wsd: WarmupStableDecay | None) -> None:
+    """A run resumed with a raised train.max_steps or max_runtime: its restored schedule still ends (and a WSD
+    decay may have ended) where the old plan did, so the schedule is planned again for the new end."""
+    plan = [tcfg.max_steps, tcfg.max_runtime]
+    if state.get("plan", plan) == plan:
+        return
+    budget = f" and {tcfg.max_runtime:g} s" if tcfg.max_runtime else ""
+    logger.info(f"extending the run to {tcfg.max_steps} steps{budget}", main_process_only=True)
+    if wsd is not None:  # a decayed rate warms back up to the stable one and decays again at the new end
+        wsd.plan(tcfg.max_steps)
 
 
 def _batches(accelerator: Accelerator, loader: DataLoader, start_micro_batch: int) -> Iterator[dict]:

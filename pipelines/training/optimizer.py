@@ -115,8 +115,12 @@ class WarmupStableDecay:
     def __init__(self, warmup_steps: int, max_steps: int, decay_fraction: float, per_step: int = 1):
         self.per_step, self.decay_fraction = per_step, decay_fraction
         self.warmup = warmup_steps * per_step
-        self.end = max_steps * per_step
-        self.decay_start = self.end - max(1, round(decay_fraction * max_steps)) * per_step
+        self.plan(max_steps)
+
+    def plan(self, max_steps: int) -> None:
+        """End at `max_steps`, decaying over its last `decay_fraction` (also when a run is extended)."""
+        self.end = max_steps * self.per_step
+        self.decay_start = self.end - max(1, round(self.decay_fraction * max_steps)) * self.per_step
 
     def __call__(self, count: int) -> float:
         if count < self.warmup:

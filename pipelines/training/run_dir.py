@@ -64,16 +64,34 @@ def _holds_same_run(cfg: RunConfig, out: Path, overwrite: bool) -> bool:
         previous = None
     if not isinstance(previous, dict):
         raise PipelineError(f"{saved} is missing or unreadable; pass --overwrite to start this run again")
-    if previous != cfg.to_dict():
-        changed = sorted(_diff_keys(previous, cfg.to_dict()))
+    changed = sorted(_diff_keys(previous, cfg.to_dict()))
+    extended = bool(changed) and all(_raised(previous, cfg.to_dict(), key) for key in changed)
+    if changed and not extended:
         raise PipelineError(
             f"output_dir {out} holds a different run (differs in: {', '.join(changed)}); "
             "choose another output_dir, or pass --overwrite to replace it"
         )
-    if (out / "final").exists():
-        raise PipelineError(f"output_dir {out} already holds this finished run; pass --overwrite to train it again")
+    if (out / "final").exists() and not extended:
+        raise PipelineError(
+            f"output_dir {out} already holds this finished run; raise train.max_steps to train it on, "
+            "or pass --overwrite to train it again"
+        )
+    if extended and not list_checkpoints(out / "checkpoints"):
+        raise PipelineError(f"output_dir {out} holds no checkpoint to train on from; pass --overwrite to start again")
     check_metrics_log(out / METRICS)
     return True
+
+
+EXTENDABLE = ("train.max_steps", "train.max_runtime")
+"""Keys whose raise continues a run (finished or not) from its newest checkpoint instead of making a new one."""
+
+
+def _raised(previous: dict, current: dict, key: str) -> bool:
+    if key not in EXTENDABLE:
+        return False
+    section, name = key.split(".")
+    old, new = previous.get(section, {}).get(name), current[section][name]
+    return new is None or (old is not None and new > old)  # no limit any more counts as raised
 
 
 def check_metrics_log(path: Path) -> None:

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelFo
 from pipelines.config import ModelConfig, OptimConfig
 from pipelines.errors import PipelineError
 from pipelines.models import ModelShape, build_model
-from pipelines.training.optimizer import build_scheduler, param_groups
+from pipelines.training.optimizer import WarmupStableDecay, build_scheduler, param_groups
 
 SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
 
@@ -96,3 +96,11 @@ def test_a_time_triggered_decay_starts_now_keeps_its_share_and_survives_a_checkp
     restored = build_scheduler(optimizer, cfg, max_steps=100_000, num_processes=2)
     restored.load_state_dict(scheduler.state_dict())
     assert restored.lr_lambdas[0].last_step == 500 and restored.lr_lambdas[0](900) == schedule(900)
+
+
+def test_a_decayed_schedule_planned_again_holds_the_peak_until_its_new_decay():
+    schedule = WarmupStableDecay(warmup_steps=10, max_steps=100, decay_fraction=0.2)
+    schedule.decay_now(50)  # a time budget ended the run early, on a decay
+    schedule.plan(200)  # the run is extended to 200 steps
+    assert schedule.last_step == 200 and not schedule.decaying(100)
+    assert schedule(100) == 1.0 and schedule(160) == 1.0 and schedule(180) == pytest.approx(1 - math.sqrt(0.5))

@@ -109,13 +109,48 @@ def test_finished_or_different_run_is_never_overwritten(tiny_overrides):
     pretrain(cfg)
     with pytest.raises(PipelineError, match="finished run"):
         pretrain(cfg)
-    other = load_config(None, [*tiny_overrides, "train.max_steps=4"])
-    with pytest.raises(PipelineError, match=r"different run \(differs in: train.max_steps\)"):
+    other = load_config(None, [*tiny_overrides, "train.max_steps=3", "optim.learning_rate=5e-3"])
+    with pytest.raises(PipelineError, match=r"different run \(differs in: optim.learning_rate\)"):
         pretrain(other)
     before = (Path(cfg.output_dir) / "final" / "model.safetensors").read_bytes()
     pretrain(other, overwrite=True)
     assert (Path(cfg.output_dir) / "final" / "model.safetensors").read_bytes() != before
-    assert "max_steps: 4" in (Path(cfg.output_dir) / "config.yaml").read_text()
+    assert "learning_rate: 0.005" in (Path(cfg.output_dir) / "config.yaml").read_text()
+
+
+def test_raising_max_steps_trains_a_finished_run_on_along_the_same_trajectory(tiny_overrides, tmp_path):
+    recipe = [*tiny_overrides, "optim.lr_scheduler_type=constant_with_warmup", "train.save_steps=100"]
+    straight = load_config(None, [*recipe, "train.max_steps=20", f"output_dir={tmp_path / 'straight'}"])
+    pretrain(straight)
+    short = [*recipe, f"output_dir={tmp_path / 'extended'}"]
+    pretrain(load_config(None, [*short, "train.max_steps=12"]))
+    with pytest.raises(PipelineError, match=r"different run \(differs in: train.max_steps\)"):
+        pretrain(load_config(None, [*short, "train.max_steps=8"]))  # lowering is not extending
+    extended = load_config(None, [*short, "train.max_steps=20"])
+    results = pretrain(extended)
+    assert "max_steps: 20" in (Path(extended.output_dir) / "config.yaml").read_text()
+    reference, resumed = (
+        train_losses(read_metrics(Path(straight.output_dir))),
+        train_losses(read_metrics(Path(extended.output_dir))),
+    )
+    assert list(resumed) == list(range(1, 21))
+    assert [resumed[s] for s in resumed] == pytest.approx([reference[s] for s in resumed], rel=1e-5, abs=1e-6)
+    assert results["eval_loss"] == pytest.approx(
+        json.loads((Path(straight.output_dir) / "eval_results.json").read_text())["eval_loss"], rel=1e-5
+    )
+
+
+def test_an_extended_wsd_run_warms_back_to_the_peak_and_decays_again_at_its_new_end(tiny_overrides):
+    recipe = [*tiny_overrides, "optim.lr_scheduler_type=warmup_stable_decay", "optim.decay_fraction=0.25"]
+    pretrain(load_config(None, [*recipe, "train.max_steps=12"]))
+    pretrain(load_config(None, [*recipe, "train.max_steps=24"]))
+    rates = {
+        r["step"]: r["learning_rate"]
+        for r in read_metrics(Path(tiny_overrides[-1].split("=", 1)[1]))
+        if "learning_rate" in r
+    }
+    assert rates[12] < 0.2e-2 and rates[13] == pytest.approx(1e-2) and rates[18] == pytest.approx(1e-2)
+    assert rates[24] < 0.2e-2
 
 
 def test_first_signal_requests_a_stop_and_second_aborts():
