@@ -36,39 +36,9 @@ def _load(args):
 
 def cmd_train_tokenizer(args) -> None:
     """Train the config's tokenizer on the config's data and save it to `tokenizer.path`."""
-    run_train_tokenizer(_load(args), args.overwrite)
+    from pipelines.tokenization import train_and_save
 
-
-def run_train_tokenizer(cfg, overwrite: bool = False) -> None:
-    """Train and save a tokenizer; refuses to replace an existing one unless `overwrite`."""
-    from pipelines.dir_lock import lock_directory
-
-    target = Path(cfg.tokenizer.path)
-    with lock_directory(target, "tokenizer.path"):  # one writer: two trainings would mix their files
-        if (target / "tokenizer.json").exists() and not overwrite:
-            raise PipelineError(f"a tokenizer already exists at {target}; pass --overwrite to replace it")
-        tokenizer = _train_tokenizer(cfg)
-        tokenizer.save_pretrained(str(target))
-    print(f"saved a {len(tokenizer)}-token {cfg.tokenizer.kind} tokenizer to {target}")
-
-
-def _train_tokenizer(cfg):
-    """A tokenizer trained on the config's data (on the templated text, for text-to-text)."""
-    from pipelines.data.sources import load_raw_datasets
-    from pipelines.tokenization import train_tokenizer
-
-    if cfg.data.input_template and cfg.data.target_template:  # text-to-text: train on what is read and written
-        from pipelines.data.text_to_text import template_fields, templated_text
-
-        fields = template_fields(cfg.data.input_template) + template_fields(cfg.data.target_template)
-        raw = load_raw_datasets(cfg.data, cfg.seed, {f"template field '{f}'": f for f in fields})
-        texts = raw["train"].map(
-            templated_text, batched=True, remove_columns=raw["train"].column_names, desc="templating",
-            fn_kwargs={"input_template": cfg.data.input_template, "target_template": cfg.data.target_template},
-        )  # fmt: skip
-        return train_tokenizer(cfg.tokenizer, texts, "text")
-    raw = load_raw_datasets(cfg.data, cfg.seed)
-    return train_tokenizer(cfg.tokenizer, raw["train"], cfg.data.text_column)
+    train_and_save(_load(args), args.overwrite)
 
 
 def cmd_fetch_data(args) -> None:
@@ -92,8 +62,9 @@ def cmd_prepare(args) -> None:
         raise PipelineError("set data.prepared_path to the directory the token files should go to")
     target = Path(cfg.data.prepared_path)
     objective = OBJECTIVES.get(cfg.objective.name)
-    if objective.packing is None:
-        raise PipelineError(f"objective '{cfg.objective.name}' trains on labelled examples, not token files")
+    if objective.kind != "packed":
+        raise PipelineError(f"objective '{cfg.objective.name}' trains on {objective.kind.replace('_', '-')} examples, "
+                            "not token files")  # fmt: skip
     if cfg.data.streaming:
         raise PipelineError("prepare writes token files from an in-memory source: unset data.streaming")
     tokenizer = load_tokenizer(cfg.tokenizer.path)
@@ -142,8 +113,8 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    """Generate from an exported run (fill-mask for masked LMs): prompts from arguments, a file, stdin, -i, or
-    --instruction/--input/--field for text-to-text models (the prompt is built with the saved template)."""
+    """Generate from an exported run (fills for masked LMs, label scores for classifiers): prompts from arguments,
+    a file, stdin, -i, or --instruction/--input/--field for text-to-text models (built with the saved template)."""
     from transformers.utils import logging as hf_logging
 
     from pipelines.generation import GenerationSettings, instruction_prompt, load_generator, read_prompts
@@ -207,6 +178,7 @@ def cmd_quickstart(args) -> None:
     from pipelines.config import load_config
     from pipelines.generation import GenerationSettings, load_generator
     from pipelines.pretrain import pretrain
+    from pipelines.tokenization import train_and_save
 
     base = Path(args.output_dir)
     cfg = load_config(
@@ -216,7 +188,7 @@ def cmd_quickstart(args) -> None:
     if (Path(cfg.tokenizer.path) / "tokenizer.json").exists() and not args.overwrite:
         print("      already trained; reusing it")
     else:
-        run_train_tokenizer(cfg, overwrite=True)
+        train_and_save(cfg, overwrite=True)
     print(f"[2/3] pretraining a {cfg.model.arch} → {cfg.output_dir}", flush=True)
     if (Path(cfg.output_dir) / "final").exists() and not args.overwrite:
         print("      already trained; reusing it (pass --overwrite to train again)")
@@ -276,6 +248,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="where to write the JSON (default: <run>/eval_<data name>.json)")
     p.set_defaults(func=cmd_evaluate)
 
+    _add_generate_parser(sub)
+
+    p = sub.add_parser("compare", help=cmd_compare.__doc__)
+    p.add_argument("runs", nargs="+", help="finished run directories (each with config.yaml and eval_results.json)")
+    p.add_argument("--out", required=True, help="directory for report.md, report.json and the PNG plots")
+    p.add_argument("--single-task", action="store_true", help="refuse runs of different tasks instead of grouping")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("quickstart", help=cmd_quickstart.__doc__)
+    _add_run_args(p)
+    p.add_argument("--output-dir", default=QUICKSTART_DIR, help="where the tokenizer and model go")
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def _add_generate_parser(sub) -> None:
     p = sub.add_parser("generate", help=cmd_generate.__doc__)
     p.add_argument("run", help="run directory (its final/ is used) or export directory")
     p.add_argument("prompts", nargs="*", help="prompt(s); '-' reads prompts from stdin, one per line")
@@ -285,7 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--temperature", type=float, default=0.8, help="sampling: below 1 sharper, above 1 more random (default 0.8)"
     )
-    p.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest (50); fill-mask: show k (5)")
+    p.add_argument(
+        "--top-k", type=int, default=None,
+        help="sampling: keep the k likeliest (50); fill-mask: show k (5); classifier: show k (all)",
+    )  # fmt: skip
     p.add_argument(
         "--top-p",
         type=float,
@@ -317,18 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=None, help="same seed, same text")
     p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("compare", help=cmd_compare.__doc__)
-    p.add_argument("runs", nargs="+", help="finished run directories (each with config.yaml and eval_results.json)")
-    p.add_argument("--out", required=True, help="directory for report.md, report.json and the PNG plots")
-    p.add_argument("--single-task", action="store_true", help="refuse runs of different tasks instead of grouping")
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("quickstart", help=cmd_quickstart.__doc__)
-    _add_run_args(p)
-    p.add_argument("--output-dir", default=QUICKSTART_DIR, help="where the tokenizer and model go")
-    p.set_defaults(func=cmd_quickstart)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

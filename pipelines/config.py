@@ -165,6 +165,26 @@ class ModelConfig:
     """bilstm: how the sentence vector is read off the states (max/mean over time, or the final states)."""
     embeddings_from: str | None = None
     """Baselines: initialise the token embeddings from this export's input embeddings (same tokenizer)."""
+    attention: Literal["general", "dot", "bahdanau"] = "general"
+    """lstm_seq2seq: how the decoder scores the source states (Luong's general or dot product, or Bahdanau's MLP)."""
+    lora: LoraConfig | None = None
+    """Fine-tune `init_from` with low-rank adapters (LoRA, through `peft`) instead of every weight (None: off)."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Low-rank adapters: each target matrix W trains as W + (alpha / r) B A, with B (d x r) and A (r x d); the
+    pretrained weights stay frozen, the task head trains fully, and the export merges the adapters into W."""
+
+    r: int = 8
+    """Rank of the adapters."""
+    alpha: float = 16.0
+    """Scale: the update is multiplied by alpha / r."""
+    dropout: float = 0.0
+    """Dropout on the adapters' input."""
+    target_modules: list[str] | None = None
+    """Names of the modules to adapt (None: the attention projections: gpt2 `c_attn`; llama `q_proj`, `v_proj`;
+    bert `query`, `value`; modernbert `Wqkv`; t5 `q`, `v`)."""
 
 
 @dataclass(frozen=True)
@@ -376,7 +396,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    _check_override(key.strip(), value, item)
+    value = _check_override(key.strip(), value, item)
     *parents, leaf = key.strip().split(".")
     node = raw
     for part in parents:
@@ -386,14 +406,15 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node[leaf] = value
 
 
-def _check_override(key: str, value: Any, item: str) -> None:
-    """A `--set` typo or wrong type is the command's fault, not the config file's: name the `--set`."""
+def _check_override(key: str, value: Any, item: str) -> Any:
+    """The value to set. A `--set` typo or wrong type is the command's fault, not the config file's: name the
+    `--set`. A text field keeps its text as typed: a template such as `{answer}` is not a YAML mapping."""
     tp: Any = RunConfig
     hint: Any = RunConfig
     parts = key.split(".")
     for i, part in enumerate(parts):
         if not dataclasses.is_dataclass(tp):  # inside a mapping or list field (e.g. data.label_map): the file decides
-            return
+            return value
         names = [f.name for f in dataclasses.fields(tp)]
         if part not in names:
             close = difflib.get_close_matches(part, names, n=1)
@@ -404,8 +425,12 @@ def _check_override(key: str, value: Any, item: str) -> None:
             )
         hint = typing.get_type_hints(tp)[part]
         tp = _unwrap_optional(hint)
-    if not dataclasses.is_dataclass(tp):
-        _coerce(value, hint, key, f"--set {item}")
+    if dataclasses.is_dataclass(tp):
+        return value
+    if tp is str and value is not None and not isinstance(value, str):
+        value = item.partition("=")[2].strip()
+    _coerce(value, hint, key, f"--set {item}")
+    return value
 
 
 def _unwrap_optional(tp: Any) -> Any:
@@ -477,8 +502,31 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise ConfigError(f"{source}: '{key}' must be {tp.__name__}, got {value!r}")
 
 
+def _check_lora(cfg: RunConfig) -> None:
+    lora = cfg.model.lora
+    if lora is None:
+        return
+    if not cfg.model.init_from:
+        raise ConfigError("'model.lora' adapts a pretrained model: set 'model.init_from' (or remove 'model.lora')")
+    if cfg.objective.name not in ("cls", "seq2seq", "instruct"):
+        raise ConfigError(f"'model.lora' fine-tunes (objective cls, seq2seq or instruct), not '{cfg.objective.name}'")
+    if lora.r < 1 or not lora.alpha > 0 or not 0.0 <= lora.dropout < 1.0:
+        raise ConfigError(f"'model.lora' needs r >= 1, alpha > 0 and dropout in [0, 1); got {lora}")
+    if lora.target_modules is not None and not lora.target_modules:
+        raise ConfigError("'model.lora.target_modules' is empty; name modules, or unset it for the defaults")
+
+
 def _check_values(cfg: RunConfig) -> None:
     """Range checks that types alone cannot express."""
+    _check_positive(cfg)
+    _check_ranges(cfg)
+    _check_mixture(cfg)
+    _check_combinations(cfg)
+    _check_architecture(cfg.model)
+    _check_lora(cfg)
+
+
+def _check_positive(cfg: RunConfig) -> None:
     positive = {
         "data.block_size": cfg.data.block_size,
         "tokenizer.vocab_size": cfg.tokenizer.vocab_size,
@@ -521,12 +569,13 @@ def _check_values(cfg: RunConfig) -> None:
     for key, value in positive.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"'{key}' must be positive, got {value}")
+
+
+def _check_ranges(cfg: RunConfig) -> None:
     if not 0.0 <= cfg.optim.muon_momentum < 1.0:
         raise ConfigError(f"'optim.muon_momentum' must be in [0, 1), got {cfg.optim.muon_momentum}")
     if not 0.0 < cfg.optim.decay_fraction <= 1.0:
         raise ConfigError(f"'optim.decay_fraction' must be in (0, 1], got {cfg.optim.decay_fraction}")
-    if cfg.data.max_train_examples is not None and cfg.objective.name != "cls":
-        raise ConfigError("'data.max_train_examples' subsets labelled classification data (objective.name: cls)")
     if cfg.optim.warmup_steps < 0:
         raise ConfigError(f"'optim.warmup_steps' must be >= 0, got {cfg.optim.warmup_steps}")
     for key in ("adam_beta1", "adam_beta2"):
@@ -540,28 +589,53 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"'objective.noise_density' must be in (0, 1), got {cfg.objective.noise_density}")
     if cfg.objective.mean_span_length < 1:
         raise ConfigError(f"'objective.mean_span_length' must be at least 1, got {cfg.objective.mean_span_length}")
-    if cfg.data.mixture is not None:
-        if not cfg.data.mixture:
-            raise ConfigError("'data.mixture' is empty; list at least one source or remove it")
-        if cfg.objective.name not in ("seq2seq", "instruct"):
-            raise ConfigError(f"'data.mixture' needs a text-to-text objective (seq2seq, instruct), not "
-                              f"'{cfg.objective.name}'")  # fmt: skip
-        for i, source in enumerate(cfg.data.mixture):
-            if source.data.mixture is not None:
-                raise ConfigError(f"'data.mixture[{i}].data.mixture': mixtures do not nest")
-            if source.data.streaming or source.data.prepared_path:
-                raise ConfigError(f"'data.mixture[{i}]': mixture sources are read into memory (no streaming or "
-                                  "prepared_path)")  # fmt: skip
-            if source.kind == "span_corruption" and cfg.objective.name != "seq2seq":
-                raise ConfigError(f"'data.mixture[{i}]': span corruption trains encoder-decoders (objective seq2seq)")
-            if source.data.source in ("files", "parallel", "hub") and not source.data.path:
-                raise ConfigError(f"'data.mixture[{i}].data.path' is required for source '{source.data.source}'")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
-    if cfg.model.hidden_size % cfg.model.num_heads:
+
+
+def _check_mixture(cfg: RunConfig) -> None:
+    if cfg.data.mixture is None:
+        return
+    if not cfg.data.mixture:
+        raise ConfigError("'data.mixture' is empty; list at least one source or remove it")
+    if cfg.objective.name not in ("seq2seq", "instruct"):
+        raise ConfigError(f"'data.mixture' needs a text-to-text objective (seq2seq, instruct), not "
+                          f"'{cfg.objective.name}'")  # fmt: skip
+    for i, source in enumerate(cfg.data.mixture):
+        if source.data.mixture is not None:
+            raise ConfigError(f"'data.mixture[{i}].data.mixture': mixtures do not nest")
+        if source.data.streaming or source.data.prepared_path:
+            raise ConfigError(f"'data.mixture[{i}]': mixture sources are read into memory (no streaming or "
+                              "prepared_path)")  # fmt: skip
+        if source.kind == "span_corruption" and cfg.objective.name != "seq2seq":
+            raise ConfigError(f"'data.mixture[{i}]': span corruption trains encoder-decoders (objective seq2seq)")
+        if source.data.source in ("files", "parallel", "hub") and not source.data.path:
+            raise ConfigError(f"'data.mixture[{i}].data.path' is required for source '{source.data.source}'")
+
+
+ATTENTION_ARCHS = ("gpt2", "llama", "bert", "modernbert", "t5")
+"""Architectures with attention heads (`model.num_heads`); the CNN and LSTM baselines have none."""
+
+
+def _check_architecture(model: ModelConfig) -> None:
+    """The fields of the architecture built from scratch (with `init_from`, the export's own config decides)."""
+    if model.init_from:
+        return
+    if model.arch in ATTENTION_ARCHS and model.hidden_size % model.num_heads:
         raise ConfigError(
-            f"'model.num_heads' ({cfg.model.num_heads}) must divide 'model.hidden_size' ({cfg.model.hidden_size})"
+            f"'model.num_heads' ({model.num_heads}) must divide 'model.hidden_size' ({model.hidden_size})"
         )
+    if model.arch == "t5" and not model.tie_word_embeddings:
+        raise ConfigError("'model.tie_word_embeddings' is false, but transformers 5 always ties T5's output layer to "
+                          "its embeddings; remove the setting")  # fmt: skip
+    if model.attention != "general" and model.arch != "lstm_seq2seq":
+        raise ConfigError(f"'model.attention' is for lstm_seq2seq, not '{model.arch}'")
+
+
+def _check_combinations(cfg: RunConfig) -> None:
+    """Fields that are valid alone but not together."""
+    if cfg.data.max_train_examples is not None and cfg.objective.name != "cls":
+        raise ConfigError("'data.max_train_examples' subsets labelled classification data (objective.name: cls)")
     if cfg.data.mixture is None and cfg.data.source in ("files", "parallel", "hub") and not cfg.data.path:
         raise ConfigError(f"'data.path' is required when 'data.source' is '{cfg.data.source}'")
     if cfg.model.embeddings_from and cfg.model.init_from:

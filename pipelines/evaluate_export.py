@@ -10,10 +10,9 @@ from torch.utils.data import DataLoader
 
 from pipelines.config import RunConfig
 from pipelines.errors import PipelineError
-from pipelines.finetune import build_finetune_task
 from pipelines.models import resolve_export
 from pipelines.objectives import OBJECTIVES
-from pipelines.pretrain import build_pretrain_task
+from pipelines.tasks import build_task
 from pipelines.training.loop import build_accelerator
 
 
@@ -22,8 +21,7 @@ def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: st
     written as JSON to `output` by the main process."""
     export = resolve_export(run)
     objective = OBJECTIVES.get(cfg.objective.name)
-    text_to_text = objective.encode_pairs is not None
-    classifier = objective.packing is None and not text_to_text
+    text_to_text, classifier = objective.kind == "text_to_text", objective.kind == "labelled"
     if text_to_text and data_path is not None and cfg.data.mixture is not None:
         raise PipelineError("--data scores one file with one template; this run's config is a mixture")
     if text_to_text:  # the generated outputs go next to the JSON, never over the run's own predictions
@@ -34,6 +32,8 @@ def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: st
         data = dataclasses.replace(
             data, source="files", path=data_path, validation_path=data_path, prepared_path=None, streaming=False
         )
+    # Only the validation split is scored: one training document spares the task builder tokenising the rest.
+    data = dataclasses.replace(data, max_documents=1, max_train_examples=None)
     if classifier and data.labels is None:
         config = json.loads((export / "config.json").read_text())
         labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
@@ -41,11 +41,11 @@ def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: st
     cfg = dataclasses.replace(
         cfg,
         data=data,
-        model=dataclasses.replace(cfg.model, init_from=str(export)),
+        model=dataclasses.replace(cfg.model, init_from=str(export), lora=None),  # a LoRA export is merged already
         train=dataclasses.replace(cfg.train, eval_max_batches=None, report_to="none", mixed_precision=None),
     )
     accelerator = build_accelerator(cfg.train, cfg.output_dir, cfg.seed)
-    task = (build_pretrain_task if objective.packing else build_finetune_task)(cfg, accelerator)
+    task = build_task(cfg, accelerator)
     if task.eval_dataset is None:
         raise PipelineError("the run's data has no validation split; pass --data FILE to score a file")
     batch_size = cfg.train.per_device_eval_batch_size

@@ -1,81 +1,11 @@
-"""`finetune`: an exported model (or a fresh one) → a classifier or a text-to-text model, through the shared run."""
+"""`finetune`: an exported model (or a fresh one) → a classifier or a text-to-text model (see `pipelines.tasks`)."""
 
 from __future__ import annotations
 
-from functools import partial
-
-from transformers import set_seed
-
 from pipelines.config import RunConfig
-from pipelines.data.prepare import prepare_classification_data
-from pipelines.errors import PipelineError
-from pipelines.evaluation.classification import evaluate_classification, load_metrics
-from pipelines.models import check_model, init_model, resolve_export
-from pipelines.objectives import OBJECTIVES, auto_class_for, check_compatible
-from pipelines.text_to_text import build_text_to_text_task
-from pipelines.tokenization import append_eos_to_sequences, load_tokenizer
-from pipelines.training.export import model_card
-from pipelines.training.run import Task, run_task
+from pipelines.tasks import run_command
 
 
 def finetune(cfg: RunConfig, overwrite: bool = False) -> dict:
-    """Fine-tune a classifier; returns `eval_results.json`'s contents."""
-    return run_task(cfg, build_finetune_task, overwrite)
-
-
-def build_finetune_task(cfg: RunConfig, accelerator) -> Task:
-    """Classifier, encoded examples, padding collator and metric evaluator (text-to-text objectives: see there)."""
-    check_compatible(cfg)
-    objective = OBJECTIVES.get(cfg.objective.name)
-    if objective.encode_pairs is not None:
-        return build_text_to_text_task(cfg, accelerator)
-    if cfg.data.streaming:
-        raise PipelineError("data.streaming is for pretraining corpora; fine-tuning data is loaded in memory")
-    if objective.packing is not None:
-        raise PipelineError(f"objective '{cfg.objective.name}' is a pretraining objective: use `pretrain`")
-    export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None
-    tokenizer = append_eos_to_sequences(load_tokenizer(export or cfg.tokenizer.path))
-    if tokenizer.pad_token_id is None:
-        raise PipelineError("the tokenizer has no pad token, which batching sentences of different lengths needs")
-    metrics = load_metrics(cfg.objective.metrics or ["accuracy"])
-    check_model(cfg.model, export, auto_class_for(objective), tokenizer, cfg.data.block_size)
-
-    with accelerator.main_process_first():
-        data = prepare_classification_data(cfg.data, cfg.seed, tokenizer)
-    if "validation" not in data.examples:
-        raise PipelineError("fine-tuning needs validation data: give data.validation_path or a validation_fraction")
-    labels = {"num_labels": len(data.labels), "id2label": dict(enumerate(data.labels)),
-              "label2id": {name: i for i, name in enumerate(data.labels)}}  # fmt: skip
-    set_seed(cfg.seed)
-    auto_class = auto_class_for(objective)
-    model = init_model(cfg.model, export, auto_class, tokenizer, cfg.data.block_size, **labels)
-    if getattr(model.config, "pad_token_id", None) is None:  # causal classifiers find the last token by padding
-        model.config.pad_token_id = tokenizer.pad_token_id
-    collator = objective.build_collator(tokenizer, cfg.objective)
-    return Task(
-        model=model,
-        tokenizer=tokenizer,
-        train_dataset=data.examples["train"],
-        eval_dataset=data.examples["validation"],
-        train_collator=collator,
-        eval_collator=collator,
-        evaluate=partial(
-            evaluate_classification,
-            accelerator=accelerator,
-            metrics=metrics,
-            num_labels=len(data.labels),
-            max_batches=cfg.train.eval_max_batches,
-        ),  # fmt: skip
-        model_card=partial(_model_card, cfg, data.labels),
-        results={"labels": data.labels, "train_examples": len(data.examples["train"])},
-    )
-
-
-def _model_card(cfg: RunConfig, labels: list[str], results: dict) -> str:
-    start = f"fine-tuned from `{cfg.model.init_from}`" if cfg.model.init_from else "trained from scratch"
-    pair = f", pair: `{cfg.data.text_pair_column}`" if cfg.data.text_pair_column else ""
-    facts = [f"**Data:** `{cfg.data.path}` (text: `{cfg.data.text_column}`{pair}, label: `{cfg.data.label_column}`)",
-             f"**Labels:** {', '.join(labels)}"]  # fmt: skip
-    load = ('Load it with `AutoModelForSequenceClassification.from_pretrained(...)` or '
-            '`pipeline("text-classification", model=...)`.')  # fmt: skip
-    return model_card(cfg, f"A sequence classifier {start} by the `pipelines` package.", facts, load, results)
+    """Fine-tune a classifier or a text-to-text model; returns `eval_results.json`'s contents."""
+    return run_command("finetune", cfg, overwrite)

@@ -18,7 +18,8 @@ class _DropPrefix(logging.Filter):
         self.prefix = prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
+        message = record.getMessage()  # accelerate's logger puts "[RANK n] " in front
+        return not message.startswith(self.prefix) and f"] {self.prefix}" not in message
 
 
 def silence_harmless_warnings() -> None:

@@ -11,7 +11,7 @@ from datasets import Dataset
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from pipelines.config import TokenizerConfig
+from pipelines.config import RunConfig, TokenizerConfig
 from pipelines.errors import PipelineError
 from pipelines.registry import Registry
 
@@ -119,6 +119,38 @@ def train_tokenizer(cfg: TokenizerConfig, dataset: Dataset, text_column: str) ->
     if recipe.post_processor is not None:
         recipe.tokenizer.post_processor = recipe.post_processor(recipe.tokenizer)
     return PreTrainedTokenizerFast(tokenizer_object=recipe.tokenizer, **recipe.wrapper_kwargs)
+
+
+def train_and_save(cfg: RunConfig, overwrite: bool = False) -> None:
+    """Train the run's tokenizer on its data and save it to `tokenizer.path`; an existing one is replaced only with
+    `overwrite`."""
+    from pipelines.dir_lock import lock_directory
+
+    target = Path(cfg.tokenizer.path)
+    with lock_directory(target, "tokenizer.path"):  # one writer: two trainings would mix their files
+        if (target / "tokenizer.json").exists() and not overwrite:
+            raise PipelineError(f"a tokenizer already exists at {target}; pass --overwrite to replace it")
+        tokenizer = _train_on_run_data(cfg)
+        tokenizer.save_pretrained(str(target))
+    print(f"saved a {len(tokenizer)}-token {cfg.tokenizer.kind} tokenizer to {target}")
+
+
+def _train_on_run_data(cfg: RunConfig) -> PreTrainedTokenizerFast:
+    """A tokenizer trained on the config's data (on the templated text, for text-to-text)."""
+    from pipelines.data.sources import load_raw_datasets
+
+    if cfg.data.input_template and cfg.data.target_template:  # text-to-text: train on what is read and written
+        from pipelines.data.text_to_text import template_fields, templated_text
+
+        fields = template_fields(cfg.data.input_template) + template_fields(cfg.data.target_template)
+        raw = load_raw_datasets(cfg.data, cfg.seed, {f"template field '{f}'": f for f in fields})
+        texts = raw["train"].map(
+            templated_text, batched=True, remove_columns=raw["train"].column_names, desc="templating",
+            fn_kwargs={"input_template": cfg.data.input_template, "target_template": cfg.data.target_template},
+        )  # fmt: skip
+        return train_tokenizer(cfg.tokenizer, texts, "text")
+    raw = load_raw_datasets(cfg.data, cfg.seed)
+    return train_tokenizer(cfg.tokenizer, raw["train"], cfg.data.text_column)
 
 
 def _iter_text_batches(dataset: Dataset, text_column: str, batch_size: int = 1000) -> Iterator[list[str]]:

@@ -30,13 +30,12 @@ from reference_char_gpt import run as run_reference  # noqa: E402 (this script's
 from torch.utils.data import DataLoader  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
-from pipelines.cli import run_train_tokenizer  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.data.prepare import prepare_lm_data  # noqa: E402
 from pipelines.models import build_model, model_shape  # noqa: E402
 from pipelines.objectives import OBJECTIVES, auto_class_for  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
-from pipelines.tokenization import load_tokenizer  # noqa: E402
+from pipelines.tokenization import load_tokenizer, train_and_save  # noqa: E402
 from pipelines.training.optimizer import build_optimizer  # noqa: E402
 
 # The best of a sweep at a 95 s budget on 2 CPU cores (README, "Benchmark"): Llama-style blocks, 3 layers of
@@ -138,7 +137,7 @@ def main() -> None:
             f"tokenizer.path={work / 'tokenizer'}", *args.overrides]  # fmt: skip
     cfg = load_config(None, [*base, f"output_dir={work / 'run'}"])
     if not (work / "tokenizer" / "tokenizer.json").exists():
-        run_train_tokenizer(cfg)
+        train_and_save(cfg)
 
     rows = []
     for seed in args.seeds:

@@ -33,11 +33,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from accelerate.state import AcceleratorState, GradientState  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from pipelines.cli import run_train_tokenizer  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.data.builtin import iter_builtin_documents  # noqa: E402
 from pipelines.finetune import finetune  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
+from pipelines.tokenization import train_and_save  # noqa: E402
 
 FAMILIES = {
     "bert": {
@@ -108,7 +108,7 @@ def run_pretraining(family: dict, args, work: Path) -> dict:
             f"train.max_runtime={args.pretrain_minutes * 60}", *args.pretrain_set]  # fmt: skip
     cfg = load_config(None, base)
     if not (work / "tokenizer" / "tokenizer.json").exists():
-        run_train_tokenizer(cfg)
+        train_and_save(cfg)
     results = pretrain(cfg, overwrite=True)
     fresh_state()
     summary = {"documents": documents, "steps": results["step"], "tokens": results["tokens_seen"],

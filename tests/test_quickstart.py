@@ -12,11 +12,14 @@ from pipelines.config import load_config
 from tests.conftest import DATA, REPO, TINY
 
 
-def test_quickstart_trains_exports_and_samples(tmp_path, capsys):
+def test_quickstart_trains_exports_and_samples(tmp_path, capsys, caplog):
     sets = [*TINY, "train.max_steps=20", "train.report_to=tensorboard"]
     main(["quickstart", "--output-dir", str(tmp_path / "qs"), *sum((["--set", s] for s in sets), [])])
     out = capsys.readouterr().out
     assert "[1/3]" in out and "[2/3]" in out and "[3/3]" in out
+    assert all(f"--- sample {i}/3" in out for i in (1, 2, 3))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not [w for w in warnings if "Removed shared tensor" in w or "`loss_type=None`" in w], warnings
     assert all(prompt in out for prompt in ("Return the", "This module provides"))
     assert (tmp_path / "qs" / "tokenizer" / "tokenizer.json").is_file()
     run = tmp_path / "qs" / "model"

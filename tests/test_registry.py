@@ -90,7 +90,11 @@ def test_check_compatible_allows_any_pairing_when_fine_tuning():
 def test_check_compatible_rejects_wrong_family(monkeypatch):
     clm = OBJECTIVES.get("clm")
     fake = Objective(
-        families=("seq2seq",), auto_class=clm.auto_class, build_collator=clm.build_collator, shift_labels=True
+        kind=clm.kind,
+        families=("seq2seq",),
+        auto_class=clm.auto_class,
+        build_collator=clm.build_collator,
+        shift_labels=True,
     )
     monkeypatch.setitem(OBJECTIVES._entries, "clm", fake)
     with pytest.raises(PipelineError, match=r"objective 'clm' cannot train model\.arch 'gpt2' \(causal family\)"):

@@ -11,7 +11,7 @@ import torch
 from pipelines.errors import PipelineError
 from pipelines.evaluation.classification import load_metric
 from pipelines.evaluation.lm import evaluate_lm
-from pipelines.models import position_limit
+from pipelines.models import new_token_limit
 
 # Configured name → (evaluate module, result key reported under the name; None: every float result).
 GENERATION_METRICS = {
@@ -75,15 +75,12 @@ def evaluate_text_to_text(
     was_training = unwrapped.training
     unwrapped.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    positions = position_limit(unwrapped.config)
     inputs, targets, predictions = [], [], []
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
         prompt = prompts_of(batch, decoder_only, pad)
-        new_tokens = max_new_tokens
-        if decoder_only and positions:  # a learned position table ends: never generate past it
-            new_tokens = min(max_new_tokens, positions - prompt["input_ids"].shape[1])
+        new_tokens = new_token_limit(unwrapped.config, prompt["input_ids"].shape[1], max_new_tokens)
         output = unwrapped.generate(**prompt, num_beams=num_beams, max_new_tokens=new_tokens, do_sample=False,
                                     pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
         if decoder_only:

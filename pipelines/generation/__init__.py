@@ -22,7 +22,8 @@ from transformers import (
 )
 
 from pipelines.errors import PipelineError
-from pipelines.models import position_limit, resolve_export
+from pipelines.models import new_token_limit, position_limit, resolve_export
+from pipelines.objectives.instruct import format_prompts
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def load_generator(path: str | Path) -> Callable[[str, GenerationSettings], None
         return partial(_print_fills, pipeline("fill-mask", model=str(export)))
     if config.is_encoder_decoder or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         return partial(_print_continuations, *load_for_generation(export))
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return partial(_print_labels, pipeline("text-classification", model=str(export)))
     raise PipelineError(f"{export} holds a {', '.join(architectures)}, which does not generate text")
 
 
@@ -118,10 +121,7 @@ def instruction_prompt(path: str | Path, instruction: str | None = None, input_t
         fields.setdefault(key if key in names else names[position], value)
     content = fill_template(template, {name: fields.get(name, "") for name in names}).strip()
     tokenizer = AutoTokenizer.from_pretrained(str(export))
-    if tokenizer.chat_template is None:
-        return content
-    messages = [{"role": "user", "content": content}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return content if tokenizer.chat_template is None else format_prompts(tokenizer, [content])[0]
 
 
 def _print_continuations(model, tokenizer, prompt: str, settings: GenerationSettings, echo: bool = True) -> None:
@@ -143,6 +143,12 @@ def _print_fills(fill_mask, prompt: str, settings: GenerationSettings) -> None:
     print(prompt)
     for candidate in candidates:
         print(f"  {candidate['score']:.4f}  {candidate['token_str']:<15} {candidate['sequence']}")
+
+
+def _print_labels(classify, prompt: str, settings: GenerationSettings) -> None:
+    print(prompt)
+    for candidate in classify(prompt, top_k=settings.top_k or None):  # every label, likeliest first
+        print(f"  {candidate['score']:.4f}  {candidate['label']}")
 
 
 def load_for_generation(path: str | Path):
@@ -179,8 +185,7 @@ def generate(model, tokenizer, prompt: str, settings: GenerationSettings, stream
         # The first call carries the prompt (causal) or the decoder's start token (encoder-decoder): skipped.
         streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = settings.generate_kwargs()
-    if max_len is not None and not encoder_decoder:  # learned position tables end at max_len: never generate past them
-        kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], max_len - inputs["input_ids"].shape[1])
+    kwargs["max_new_tokens"] = new_token_limit(model.config, inputs["input_ids"].shape[1], kwargs["max_new_tokens"])
     output = model.generate(**inputs, streamer=streamer, pad_token_id=tokenizer.pad_token_id, **kwargs)
     if stream and streamer is None and settings.num_return_sequences == 1:  # beam search: printed when done
         new = output[0] if encoder_decoder else output[0, inputs["input_ids"].shape[1] :]

@@ -109,6 +109,10 @@ def check_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, bl
         _pretrained_config(str(export), auto_class, tokenizer, block_size)
     else:
         _fresh_config(cfg, model_shape(cfg, tokenizer, block_size), auto_class)
+    if cfg.lora is not None:
+        from pipelines.models.lora import check_peft
+
+        check_peft()
 
 
 def position_limit(config) -> int | None:
@@ -117,10 +121,23 @@ def position_limit(config) -> int | None:
     return getattr(config, "max_position_embeddings", None)
 
 
+def new_token_limit(config, prompt_length: int, wanted: int) -> int:
+    """At most `wanted` new tokens, and never past the end of a decoder-only model's learned position table."""
+    positions = position_limit(config)
+    if positions is None or config.is_encoder_decoder:
+        return wanted
+    return min(wanted, positions - prompt_length)
+
+
 def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, block_size: int, **config_updates):
     """The run's starting model: loaded from `export` when fine-tuning or continuing, else built fresh."""
     if export is not None:
-        return load_pretrained(str(export), auto_class, tokenizer, block_size, **config_updates)
+        model = load_pretrained(str(export), auto_class, tokenizer, block_size, **config_updates)
+        if cfg.lora is None:
+            return model
+        from pipelines.models.lora import add_lora
+
+        return add_lora(model, cfg.lora, auto_class)
     model = build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
     if cfg.embeddings_from:
         copy_input_embeddings(resolve_export(cfg.embeddings_from), model, tokenizer)

@@ -478,6 +478,7 @@ def lstm_seq2seq_config(cfg: ModelConfig, shape: ModelShape) -> LSTMSeq2SeqConfi
         num_layers=cfg.num_layers,
         num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
         tie_word_embeddings=cfg.tie_word_embeddings,
+        attention_type=cfg.attention,
         **_shared_fields(cfg, shape),
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipelines.config import RunConfig
 from pipelines.errors import PipelineError
@@ -32,6 +31,9 @@ class Objective:
     randomness (e.g. masking) is a function of the batch, so every evaluation scores the same targets.
     """
 
+    kind: str
+    """`packed` (trained on packed text), `labelled` (on labelled examples) or `text_to_text` (on pairs): which
+    task builds the run (`pipelines.tasks`)."""
     families: tuple[str, ...]
     auto_class: str
     """Name of the `transformers` Auto class whose head this objective trains (e.g. AutoModelForCausalLM)."""
@@ -61,17 +63,17 @@ def auto_class_for(objective: Objective):
 
 def check_compatible(cfg: RunConfig) -> None:
     """Refuse an objective/model pairing that cannot train, before any work starts."""
-    from pipelines.models import MODELS
+    from pipelines.models import MODELS, resolve_export
 
     objective = OBJECTIVES.get(cfg.objective.name)
     arch = cfg.model.arch
     if cfg.model.init_from is not None:  # the export's own architecture counts, when it is one we know
-        config = Path(cfg.model.init_from) / "final" / "config.json"
-        config = config if config.is_file() else Path(cfg.model.init_from) / "config.json"
-        model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
-        if model_type not in MODELS:
-            return  # a hub name or an unknown family: the head check in load_pretrained decides
-        arch = model_type
+        try:
+            arch = json.loads((resolve_export(cfg.model.init_from) / "config.json").read_text()).get("model_type")
+        except PipelineError:
+            arch = None  # a hub name, or a damaged export that loading will name
+        if arch not in MODELS:
+            return  # the head check in load_pretrained decides
     family = MODELS.get(arch).family
     if family not in objective.families:
         raise PipelineError(

@@ -15,6 +15,7 @@ def build_cls_collator(tokenizer, cfg=None, eval_seed: int | None = None) -> Dat
 OBJECTIVES.register(
     "cls",
     Objective(
+        kind="labelled",
         families=("causal", "masked", "classifier"),
         auto_class="AutoModelForSequenceClassification",
         build_collator=build_cls_collator,

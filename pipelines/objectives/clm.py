@@ -52,6 +52,7 @@ def clm_packing(tokenizer, cfg=None) -> Packing:
 OBJECTIVES.register(
     "clm",
     Objective(
+        kind="packed",
         families=("causal",),
         auto_class="AutoModelForCausalLM",
         build_collator=build_clm_collator,

@@ -77,6 +77,7 @@ def build_instruct_collator(tokenizer, cfg=None, eval_seed: int | None = None) -
 OBJECTIVES.register(
     "instruct",
     Objective(
+        kind="text_to_text",
         families=("causal",),
         auto_class="AutoModelForCausalLM",
         build_collator=build_instruct_collator,

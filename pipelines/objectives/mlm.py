@@ -94,6 +94,7 @@ def mlm_packing(tokenizer, cfg=None) -> Packing:
 OBJECTIVES.register(
     "mlm",
     Objective(
+        kind="packed",
         families=("masked",),
         auto_class="AutoModelForMaskedLM",
         build_collator=build_mlm_collator,

@@ -181,6 +181,7 @@ def _cut(ids: list[int], length: int) -> list[int]:
 OBJECTIVES.register(
     "seq2seq",
     Objective(
+        kind="text_to_text",
         families=("seq2seq",),
         auto_class="AutoModelForSeq2SeqLM",
         build_collator=build_seq2seq_collator,
@@ -191,6 +192,7 @@ OBJECTIVES.register(
 OBJECTIVES.register(
     "span",
     Objective(
+        kind="packed",
         families=("seq2seq",),
         auto_class="AutoModelForSeq2SeqLM",
         build_collator=build_seq2seq_collator,

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from pipelines.config import DataConfig, RunConfig, load_config
 from pipelines.errors import PipelineError
+from pipelines.evaluation import LOWER_IS_BETTER
 
 # Metrics shown first, in this order; the first one that every run of a task has ranks the runs.
 _TEXT_TO_TEXT = ("bleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "chrf", "loss", "source_gap")
@@ -30,8 +31,7 @@ PREFERRED_METRICS = {
 }
 X_AXES = {"time": "wall time (s)", "flops": "training FLOPs"}
 """Plot kind (file name `<task>-vs-<kind>.png`) → x-axis label."""
-LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")  # the same split as training.loop.EarlyStopping
-OBJECTIVE_TITLES = {
+OBJECTIVE_TITLES = {  # an objective missing here (or above) is titled by its name, its metrics in order
     "clm": "Causal language modelling",
     "mlm": "Masked language modelling",
     "cls": "Sequence classification",
@@ -178,7 +178,7 @@ def _task_report(key: str, slug: str, runs: list[Run], out_dir: Path) -> dict:
     plots = _plots(slug, key, runs, primary, out_dir) if primary else {}
     return {
         "key": key,
-        "title": f"{OBJECTIVE_TITLES[objective]} ({objective}) on {data_identity(runs[0].cfg.data)}",
+        "title": f"{OBJECTIVE_TITLES.get(objective, objective)} ({objective}) on {data_identity(runs[0].cfg.data)}",
         "slug": slug,
         "primary_metric": primary,
         "higher_is_better": higher_is_better if primary else None,

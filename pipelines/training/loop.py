@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from pipelines.config import RunConfig, TrainConfig
 from pipelines.errors import PipelineError, TrainingInterrupted
+from pipelines.evaluation import LOWER_IS_BETTER
 from pipelines.training.checkpoint import list_checkpoints, load_newest_checkpoint, save_checkpoint
 from pipelines.training.optimizer import WarmupStableDecay, build_optimizer, build_scheduler
 from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_flops, peak_memory_gb
@@ -183,6 +185,83 @@ def _abort_on_second_signal(read_fd: int, left: threading.Event) -> None:
     os.close(read_fd)
 
 
+@dataclass
+class TrainState:
+    """Where a run stands. `saved` is what a checkpoint keeps besides the model, optimizer and data position."""
+
+    saved: dict
+    """step, tokens_seen, train_runtime, plan, early_stopping, eval_losses: restored on resume."""
+    step: int
+    tokens_seen: int
+    max_steps: int
+    """The step the run ends at; a time budget may bring it forward (a WSD decay started early)."""
+    running_loss: torch.Tensor
+    """Sum of the micro-batch losses since the last log, kept on the device (no per-step sync)."""
+    running_count: int = 0
+    grad_norm: torch.Tensor | None = None
+    """Of the last optimizer step, before clipping, while clipping is on (DeepSpeed reports none)."""
+    token_flops: float | None = None
+    """Measured on the first batch."""
+    last_eval: dict = field(default_factory=dict)
+
+
+class Clock:
+    """The run's wall time (earlier sessions included), its training time (evaluation and saving excluded),
+    and the token rate of the current logging window."""
+
+    def __init__(self, before: float, tokens_seen: int):
+        self.before = before
+        self.start = self.window_start = time.perf_counter()
+        self.window_tokens = tokens_seen
+        self.paused_total = 0.0
+
+    def runtime(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def trained(self) -> float:
+        return self.runtime() - self.paused_total
+
+    def window_rate(self, tokens_seen: int) -> float:
+        """Tokens per second since the last call; starts the next window."""
+        now = time.perf_counter()
+        rate = (tokens_seen - self.window_tokens) / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_tokens = now, tokens_seen
+        return rate
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside does not count as training (the budget) or in the token rate."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - start
+            self.window_start += spent
+            self.paused_total += spent
+
+
+@dataclass
+class Run:
+    """What the named steps of `train` share: the prepared objects, the trackers, the clock and the state."""
+
+    cfg: RunConfig
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    wsd: WarmupStableDecay | None
+    train_loader: DataLoader
+    eval_loader: DataLoader | None
+    evaluate: EvaluateFn
+    metrics: MetricsLog
+    stopper: EarlyStopping
+    progress: ProgressWatch
+    clock: Clock
+    bar: tqdm
+    state: TrainState
+    device_peak: float | None
+
+
 def train(
     cfg: RunConfig,
     accelerator: Accelerator,
@@ -200,17 +279,76 @@ def train(
     With `train.early_stopping_patience`, training stops once the watched metric has not improved for
     that many evaluations, and the best weights seen are restored before returning.
     """
+    run = _start(cfg, accelerator, model, train_dataset, eval_dataset, train_collator, eval_collator, evaluate, resume)
+    state = run.state
+    run.model.train()
+    with stop_requests() as stop:
+        for batch in _batches_left(run):
+            _forward_backward(run, batch)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            run.bar.update(1)
+            out_of_time = _check_time_budget(run)
+            _maybe_log(run)
+            with run.clock.paused():  # evaluation and saving are not training
+                _maybe_evaluate(run, out_of_time)
+                _maybe_save(run, out_of_time, stop_requested=_any_process(accelerator, stop[0]))
+            if _finished(run, out_of_time):
+                break
+    run.bar.close()
+    return _results(run), run.model
+
+
+def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, train_dataset, eval_dataset,
+           train_collator: Callable, eval_collator: Callable, evaluate: EvaluateFn, resume: bool) -> Run:  # fmt: skip
+    """Check the options, build the optimizer, schedule and loaders, prepare them, and restore a checkpoint."""
     tcfg, out = cfg.train, Path(cfg.output_dir)
-    if tcfg.gradient_checkpointing:
-        if not getattr(model, "supports_gradient_checkpointing", False):
-            raise PipelineError(f"{type(model).__name__} does not support train.gradient_checkpointing")
-        model.gradient_checkpointing_enable()
-    if cfg.optim.name == "muon" and accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        raise PipelineError("optim.name muon orthogonalises whole matrices, which FSDP and DeepSpeed shard; use DDP "
-                            "(configs/accelerate/multi_gpu.yaml) or optim.name adamw")  # fmt: skip
+    _check_options(cfg, accelerator, model)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, tcfg.max_steps, accelerator.num_processes)
     wsd = next((f for f in getattr(scheduler, "lr_lambdas", []) if isinstance(f, WarmupStableDecay)), None)
+    train_loader, eval_loader = _loaders(tcfg, train_dataset, eval_dataset, train_collator, eval_collator)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
+    _check_loaders(tcfg, accelerator, train_dataset, train_loader, eval_loader)
+
+    saved, extra = _restore(accelerator, out / "checkpoints", resume, tcfg, wsd)
+    metrics = MetricsLog(accelerator, out / "metrics.jsonl", resume_step=saved["step"])
+    if tcfg.report_to != "none":  # TensorBoard's project is its log folder; the others' is the package
+        project = "tensorboard" if tcfg.report_to == "tensorboard" else "pipelines"
+        accelerator.init_trackers(project, config=_flat_hparams(cfg))
+    stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.metric_for_best_model, saved.get("early_stopping"))
+    stopper.best_weights = extra.get(EarlyStopping.WEIGHTS_FILE)
+    # A time-budgeted WSD run ends where its decay ends (restored with the scheduler on resume).
+    max_steps = wsd.last_step if wsd is not None else tcfg.max_steps
+    state = TrainState(saved, saved["step"], saved["tokens_seen"], max_steps,
+                       running_loss=torch.zeros((), device=accelerator.device))  # fmt: skip
+    bar = tqdm(total=max_steps, initial=state.step, desc="training", disable=not accelerator.is_local_main_process)
+    device_peak = peak_flops(accelerator.device, accelerator.mixed_precision, tcfg.peak_flops)
+    return Run(cfg, accelerator, model, optimizer, scheduler, wsd, train_loader, eval_loader, evaluate, metrics,
+               stopper, ProgressWatch(saved.get("eval_losses")), Clock(saved["train_runtime"], state.tokens_seen),
+               bar, state, device_peak)  # fmt: skip
+
+
+def _check_options(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module) -> None:
+    if cfg.train.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise PipelineError(f"{type(model).__name__} does not support train.gradient_checkpointing")
+        model.gradient_checkpointing_enable()
+    if accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        return
+    # Muon orthogonalises whole matrices and LoRA merges its adapters into whole ones: FSDP and DeepSpeed shard them.
+    if cfg.optim.name == "muon":
+        raise PipelineError("optim.name muon orthogonalises whole matrices, which FSDP and DeepSpeed shard; use DDP "
+                            "(configs/accelerate/multi_gpu.yaml) or optim.name adamw")  # fmt: skip
+    if cfg.model.lora is not None:
+        raise PipelineError("model.lora merges its adapters into whole matrices at export, which FSDP and DeepSpeed "
+                            "shard; use DDP (configs/accelerate/multi_gpu.yaml)")  # fmt: skip
+
+
+def _loaders(tcfg: TrainConfig, train_dataset, eval_dataset, train_collator: Callable,
+             eval_collator: Callable) -> tuple[DataLoader, DataLoader | None]:  # fmt: skip
     streaming = isinstance(train_dataset, torch.utils.data.IterableDataset)  # shuffled by its own buffer
     train_loader = DataLoader(
         train_dataset,
@@ -220,170 +358,179 @@ def train(
         collate_fn=train_collator,
         num_workers=tcfg.dataloader_num_workers,
     )
-    eval_loader = None
-    if eval_dataset is not None:
-        eval_loader = DataLoader(eval_dataset, batch_size=tcfg.per_device_eval_batch_size, collate_fn=eval_collator)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    if eval_loader is not None:
-        eval_loader = accelerator.prepare(eval_loader)
+    if eval_dataset is None:
+        return train_loader, None
+    return train_loader, DataLoader(eval_dataset, batch_size=tcfg.per_device_eval_batch_size, collate_fn=eval_collator)
+
+
+def _check_loaders(tcfg: TrainConfig, accelerator: Accelerator, train_dataset, train_loader: DataLoader,
+                   eval_loader: DataLoader | None) -> None:  # fmt: skip
     if tcfg.early_stopping_patience is not None and eval_loader is None:
         raise PipelineError("train.early_stopping_patience needs validation data to watch")
-    if not streaming and len(train_loader) == 0:
+    if not isinstance(train_dataset, torch.utils.data.IterableDataset) and len(train_loader) == 0:
         raise PipelineError(
             f"the training set has {len(train_dataset)} examples, fewer than one batch of "
             f"{tcfg.per_device_train_batch_size} x {accelerator.num_processes} process(es)"
         )
 
-    state = {"step": 0, "tokens_seen": 0, "train_runtime": 0.0}
-    checkpoints = list_checkpoints(out / "checkpoints") if resume else []
-    extra = {}
-    if checkpoints:
-        resumed, state, extra = load_newest_checkpoint(accelerator, checkpoints)
-        logger.info(f"resuming from {resumed} (step {state['step']})", main_process_only=True)
-        _follow_extension(state, tcfg, wsd)
-    metrics = MetricsLog(accelerator, out / "metrics.jsonl", resume_step=state["step"])
-    if tcfg.report_to != "none":  # TensorBoard's project is its log folder; the others' is the package
-        project = "tensorboard" if tcfg.report_to == "tensorboard" else "pipelines"
-        accelerator.init_trackers(project, config=_flat_hparams(cfg))
 
-    step, tokens_seen = state["step"], state["tokens_seen"]
-    # A time-budgeted WSD run ends where its decay ends (restored with the scheduler on resume).
-    max_steps = wsd.last_step if wsd is not None else tcfg.max_steps
-    stopper = EarlyStopping(tcfg.early_stopping_patience, tcfg.metric_for_best_model, state.get("early_stopping"))
-    stopper.best_weights = extra.get(EarlyStopping.WEIGHTS_FILE)
-    last_eval: dict[str, float] = {}
-    progress = ProgressWatch(state.get("eval_losses"))
-    running_loss, running_count = torch.zeros((), device=accelerator.device), 0
-    grad_norm = None  # of the last optimizer step, while clipping is on (DeepSpeed reports none)
-    bar = tqdm(total=max_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
-    start = window_start = time.perf_counter()
-    runtime_before = state["train_runtime"]  # wall time of earlier sessions of this run
-    window_tokens = tokens_seen
-    device_peak = peak_flops(accelerator.device, accelerator.mixed_precision, tcfg.peak_flops)
-    token_flops = None  # set from the first batch's sequence length
+def _restore(accelerator: Accelerator, root: Path, resume: bool, tcfg: TrainConfig,
+             wsd: WarmupStableDecay | None) -> tuple[dict, dict]:  # fmt: skip
+    """The saved state and extra files of the newest checkpoint (model, optimizer and data position restored),
+    or a fresh state."""
+    checkpoints = list_checkpoints(root) if resume else []
+    if not checkpoints:
+        return {"step": 0, "tokens_seen": 0, "train_runtime": 0.0}, {}
+    resumed, saved, extra = load_newest_checkpoint(accelerator, checkpoints)
+    logger.info(f"resuming from {resumed} (step {saved['step']})", main_process_only=True)
+    _follow_extension(saved, tcfg, wsd)
+    return saved, extra
 
-    def checkpoint() -> Path:
-        state.update(
-            plan=[tcfg.max_steps, tcfg.max_runtime],
-            step=step,
-            tokens_seen=tokens_seen,
-            train_runtime=runtime(),
-            early_stopping=stopper.state(),
-            eval_losses=progress.losses,
+
+def _batches_left(run: Run) -> Iterator[dict]:
+    """The micro-batches from the resumed position on; none when the run resumed at its end (then only the final
+    evaluation is left)."""
+    state = run.state
+    if state.step >= state.max_steps or run.stopper.should_stop:
+        return iter(())
+    start = state.step * run.cfg.train.gradient_accumulation_steps
+    return _batches(run.accelerator, run.train_loader, start)
+
+
+def _forward_backward(run: Run, batch: dict) -> None:
+    """One micro-batch: loss, gradients, and (every `gradient_accumulation_steps`) a clipped optimizer step."""
+    accelerator, state, max_norm = run.accelerator, run.state, run.cfg.optim.max_grad_norm
+    if state.token_flops is None:  # counted before the step, while the gradients are still empty
+        state.token_flops = _flops_per_token(accelerator.unwrap_model(run.model, keep_torch_compile=False), batch)
+    with accelerator.accumulate(run.model):
+        loss = run.model(**batch).loss
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and max_norm > 0:
+            # The norm before clipping, logged: spikes and a steady climb are early signs of divergence.
+            state.grad_norm = accelerator.clip_grad_norm_(run.model.parameters(), max_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    state.running_loss += loss.detach()
+    state.running_count += 1
+    state.tokens_seen += batch["input_ids"].numel() * accelerator.num_processes
+
+
+def _check_time_budget(run: Run) -> bool:
+    """True when the budget says stop now; a budget that moved a WSD decay moves the run's end with it."""
+    state, tcfg = run.state, run.cfg.train
+    out_of_time = _time_budget(
+        run.accelerator, tcfg.max_runtime, run.cfg.optim.decay_fraction, run.wsd, state.step, run.clock.trained()
+    )  # every process stops on the same step
+    if run.wsd is not None and run.wsd.last_step != state.max_steps:
+        state.max_steps = run.bar.total = run.wsd.last_step
+    return out_of_time
+
+
+def _maybe_log(run: Run) -> None:
+    state, accelerator = run.state, run.accelerator
+    if state.step % run.cfg.train.logging_steps and state.step != state.max_steps:
+        return
+    # One reduction per logging step: the loss stays on the device in between.
+    train_loss = accelerator.reduce(state.running_loss / state.running_count, reduction="mean").item()
+    state.running_loss.zero_()
+    state.running_count = 0
+    tokens_per_second = run.clock.window_rate(state.tokens_seen)
+    per_device = tokens_per_second / accelerator.num_processes
+    record = {
+        "step": state.step,
+        "loss": train_loss,
+        "learning_rate": run.scheduler.get_last_lr()[0],
+        "tokens_seen": state.tokens_seen,
+        "tokens_per_second": tokens_per_second,
+        "tokens_per_second_per_device": per_device,
+        "elapsed": run.clock.runtime(),
+    }
+    if run.device_peak:
+        record["mfu"] = state.token_flops * per_device / run.device_peak
+    if state.grad_norm is not None:
+        record["grad_norm"] = float(state.grad_norm)
+    run.metrics.write(record)
+    run.bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_second:,.0f}")
+    if not math.isfinite(train_loss):
+        raise PipelineError(f"training loss became {train_loss} at step {state.step}; lower optim.learning_rate")
+
+
+def _maybe_evaluate(run: Run, out_of_time: bool) -> None:
+    state = run.state
+    due = state.step % run.cfg.train.eval_steps == 0 or state.step == state.max_steps or out_of_time
+    if run.eval_loader is None or not due:
+        return
+    state.last_eval = run.evaluate(run.model, run.eval_loader)
+    run.metrics.write({"step": state.step, **{f"eval_{k}": v for k, v in state.last_eval.items()},
+                       "elapsed": run.clock.runtime()})  # fmt: skip
+    run.progress.update(state.step, state.last_eval)
+    run.stopper.update(state.step, state.last_eval, run.accelerator.unwrap_model(run.model))
+
+
+def _maybe_save(run: Run, out_of_time: bool, stop_requested: bool) -> None:
+    """A checkpoint every `save_steps`, at the run's last step (so raising train.max_steps later continues exactly
+    where it ended), and on a stop request, which then ends the command."""
+    state, tcfg = run.state, run.cfg.train
+    interrupted = stop_requested and state.step < state.max_steps
+    last = state.step >= state.max_steps or out_of_time or run.stopper.should_stop
+    if state.step % tcfg.save_steps and not last and not interrupted:
+        return
+    state.saved.update(
+        plan=[tcfg.max_steps, tcfg.max_runtime],
+        step=state.step,
+        tokens_seen=state.tokens_seen,
+        train_runtime=run.clock.runtime(),
+        early_stopping=run.stopper.state(),
+        eval_losses=run.progress.losses,
+    )
+    best = {EarlyStopping.WEIGHTS_FILE: run.stopper.best_weights} if run.stopper.best_weights is not None else {}
+    path = save_checkpoint(run.accelerator, Path(run.cfg.output_dir) / "checkpoints", state.step, state.saved,
+                           keep=tcfg.save_total_limit, extra=best)  # fmt: skip
+    if interrupted:
+        run.bar.close()
+        raise TrainingInterrupted(
+            f"interrupted at step {state.step}; checkpoint saved to {path}. Run the same command to resume."
         )
-        best = {EarlyStopping.WEIGHTS_FILE: stopper.best_weights} if stopper.best_weights is not None else {}
-        return save_checkpoint(accelerator, out / "checkpoints", step, state, keep=tcfg.save_total_limit, extra=best)
 
-    def runtime() -> float:
-        return runtime_before + time.perf_counter() - start
 
-    paused_total = 0.0  # this session's seconds of evaluation and saving
-    model.train()
-    done = step >= max_steps or stopper.should_stop  # resumed at the end: only the final evaluation is left
-    with stop_requests() as stop:
-        batches = () if done else _batches(accelerator, train_loader, step * tcfg.gradient_accumulation_steps)
-        for batch in batches:
-            if step >= max_steps:
-                break
-            if token_flops is None:  # counted before the step, while the gradients are still empty
-                token_flops = _flops_per_token(accelerator.unwrap_model(model, keep_torch_compile=False), batch)
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
-                    # The norm before clipping, logged: spikes and a steady climb are early signs of divergence.
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            running_loss += loss.detach()
-            running_count += 1
-            tokens_seen += batch["input_ids"].numel() * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            bar.update(1)
-            # Evaluation and saving do not count against the budget; every process must stop on the same step.
-            trained = runtime() - paused_total
-            out_of_time = _time_budget(accelerator, tcfg.max_runtime, cfg.optim.decay_fraction, wsd, step, trained)
-            if wsd is not None and wsd.last_step != max_steps:  # the budget moved the decay: the run ends with it
-                max_steps = bar.total = wsd.last_step
+def _finished(run: Run, out_of_time: bool) -> bool:
+    state = run.state
+    if run.stopper.should_stop:
+        logger.info(f"early stopping at step {state.step}: best {run.stopper.describe()}", main_process_only=True)
+        return True
+    if out_of_time:
+        logger.info(f"time budget of {run.cfg.train.max_runtime:.0f} s used up at step {state.step}",
+                    main_process_only=True)  # fmt: skip
+        return True
+    return state.step >= state.max_steps
 
-            if step % tcfg.logging_steps == 0 or step == max_steps:
-                # One reduction per logging step: the loss stays on device in between (no per-step sync).
-                train_loss = accelerator.reduce(running_loss / running_count, reduction="mean").item()
-                now = time.perf_counter()
-                tokens_per_second = (tokens_seen - window_tokens) / max(now - window_start, 1e-9)
-                window_start, window_tokens = now, tokens_seen
-                running_loss.zero_()
-                running_count = 0
-                per_device = tokens_per_second / accelerator.num_processes
-                record = {
-                    "step": step,
-                    "loss": train_loss,
-                    "learning_rate": scheduler.get_last_lr()[0],
-                    "tokens_seen": tokens_seen,
-                    "tokens_per_second": tokens_per_second,
-                    "tokens_per_second_per_device": per_device,
-                    "elapsed": runtime(),
-                }
-                if device_peak:
-                    record["mfu"] = token_flops * per_device / device_peak
-                if grad_norm is not None:
-                    record["grad_norm"] = float(grad_norm)
-                metrics.write(record)
-                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_second:,.0f}")
-                if not math.isfinite(train_loss):
-                    raise PipelineError(f"training loss became {train_loss} at step {step}; lower optim.learning_rate")
 
-            paused = time.perf_counter()  # evaluation and saving are not training throughput
-            if eval_loader is not None and (step % tcfg.eval_steps == 0 or step == max_steps or out_of_time):
-                last_eval = evaluate(model, eval_loader)
-                metrics.write({"step": step, **{f"eval_{k}": v for k, v in last_eval.items()}, "elapsed": runtime()})
-                progress.update(step, last_eval)
-                stopper.update(step, last_eval, accelerator.unwrap_model(model))
-
-            stop_now = _any_process(accelerator, stop[0])
-            # The last step is saved too, so raising train.max_steps later continues exactly where this run ended.
-            last = step >= max_steps or out_of_time or stopper.should_stop
-            if step % tcfg.save_steps == 0 or last or (stop_now and step < max_steps):
-                path = checkpoint()
-                if stop_now and step < max_steps:
-                    bar.close()
-                    raise TrainingInterrupted(
-                        f"interrupted at step {step}; checkpoint saved to {path}. Run the same command to resume."
-                    )
-            window_start += time.perf_counter() - paused
-            paused_total += time.perf_counter() - paused
-            if stopper.should_stop:
-                logger.info(f"early stopping at step {step}: best {stopper.describe()}", main_process_only=True)
-                break
-            if out_of_time:
-                logger.info(f"time budget of {tcfg.max_runtime:.0f} s used up at step {step}", main_process_only=True)
-                break
-    bar.close()
-    if stopper.best_weights is not None:
-        accelerator.unwrap_model(model).load_state_dict(stopper.best_weights)
-        last_eval = stopper.best_eval
-    if eval_loader is not None and not last_eval:  # resumed at max_steps, e.g. after a crash during export
-        last_eval = evaluate(model, eval_loader)
-    runtime_total = runtime()
-    per_device = tokens_seen / max(runtime_total, 1e-9) / accelerator.num_processes
+def _results(run: Run) -> dict:
+    """The final evaluation (of the best weights, with early stopping) and the run's statistics."""
+    state, accelerator = run.state, run.accelerator
+    if run.stopper.best_weights is not None:
+        accelerator.unwrap_model(run.model).load_state_dict(run.stopper.best_weights)
+        state.last_eval = run.stopper.best_eval
+    if run.eval_loader is not None and not state.last_eval:  # resumed at the end, e.g. after a crash during export
+        state.last_eval = run.evaluate(run.model, run.eval_loader)
+    runtime = run.clock.runtime()
+    per_device = state.tokens_seen / max(runtime, 1e-9) / accelerator.num_processes
     results = {
-        "step": step,
-        "tokens_seen": tokens_seen,
-        "train_runtime": runtime_total,
+        "step": state.step,
+        "tokens_seen": state.tokens_seen,
+        "train_runtime": runtime,
         "train_tokens_per_second": per_device * accelerator.num_processes,
         "train_tokens_per_second_per_device": per_device,
-        "flops_per_token": token_flops,
-        "train_flops": (token_flops or 0.0) * tokens_seen,
+        "flops_per_token": state.token_flops,
+        "train_flops": (state.token_flops or 0.0) * state.tokens_seen,
         "peak_memory_gb": peak_memory_gb(accelerator.device),
-        "stalled_evaluations": progress.stalled,
-        **{f"eval_{k}": v for k, v in last_eval.items()},
+        "stalled_evaluations": run.progress.stalled,
+        **{f"eval_{k}": v for k, v in state.last_eval.items()},
     }
-    if device_peak and token_flops:
-        results["mfu"] = token_flops * per_device / device_peak  # wall time includes evaluation and saving
-    return results, model
+    if run.device_peak and state.token_flops:
+        results["mfu"] = state.token_flops * per_device / run.device_peak  # wall time includes evaluation and saving
+    return results
 
 
 class ProgressWatch:
@@ -417,13 +564,12 @@ class EarlyStopping:
     Lower is better for loss-like metrics (`loss`, `perplexity`, `bits_per_byte`), higher for the rest.
     """
 
-    LOWER_IS_BETTER = ("loss", "perplexity", "bits_per_byte")
     WEIGHTS_FILE = "best_weights.extra.pt"
     """Checkpoint file that carries the best weights, so a resumed run can still restore them."""
 
     def __init__(self, patience: int | None, metric: str, saved: dict | None = None):
         self.patience, self.metric = patience, metric
-        self.sign = -1.0 if metric in self.LOWER_IS_BETTER else 1.0
+        self.sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         saved = saved or {}
         self.best, self.best_step, self.bad = saved.get("best"), saved.get("best_step"), saved.get("bad", 0)
         self.best_weights, self.best_eval = None, saved.get("best_eval", {})

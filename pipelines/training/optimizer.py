@@ -57,9 +57,54 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
     if cfg.name == "adamw" or not any(g["muon"] for g in groups):  # e.g. an LSTM or TextCNN: no block matrices
         return adamw
     # match_rms_adamw: Muon's orthogonal update is rescaled to AdamW's typical RMS, so the AdamW rate carries over.
-    muon = torch.optim.Muon([g for g in groups if g["muon"]], lr=cfg.learning_rate, momentum=cfg.muon_momentum,
-                            adjust_lr_fn="match_rms_adamw")  # fmt: skip
+    muon = Muon([g for g in groups if g["muon"]], lr=cfg.learning_rate, momentum=cfg.muon_momentum,
+                adjust_lr_fn="match_rms_adamw")  # fmt: skip
     return MuonWithAdamW(muon, adamw)
+
+
+class Muon(torch.optim.Muon):
+    """`torch.optim.Muon` whose Newton-Schulz orthogonalisation runs in bfloat16 only on a GPU.
+
+    torch always runs it in bfloat16, which a CPU without native bfloat16 (AVX2) computes about 30x slower than
+    float32: one iteration on a 256 x 1024 gradient took 203 ms against 6.8 ms on 2 cores, so a 6-layer, width-256
+    GPT spent 12 of its 16 s per step in the optimizer. The update is otherwise torch's, with the same state."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(param.grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(param.grad, 1 - group["momentum"])
+                update = param.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+                update = orthogonalise(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                param.mul_(1 - group["lr"] * group["weight_decay"])
+                param.add_(update, alpha=-group["lr"] * _muon_lr_ratio(group["adjust_lr_fn"], param.shape))
+
+
+def orthogonalise(grad: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float) -> torch.Tensor:
+    """Muon's quintic Newton-Schulz iteration towards the nearest semi-orthogonal matrix (U V^T of G = U S V^T)."""
+    a, b, c = coefficients
+    x = grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
+    wide = x.size(0) <= x.size(1)
+    x = x if wide else x.T  # iterate on the smaller Gram matrix
+    x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return (x if wide else x.T).to(grad.dtype)
+
+
+def _muon_lr_ratio(adjust_lr_fn: str | None, shape: torch.Size) -> float:
+    """torch's learning-rate adjustment: `match_rms_adamw` scales the orthogonal update to AdamW's typical RMS."""
+    rows, cols = shape[:2]
+    if adjust_lr_fn == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    return math.sqrt(max(1.0, rows / cols)) if adjust_lr_fn in (None, "original") else 1.0
 
 
 class MuonWithAdamW(torch.optim.Optimizer):

@@ -64,7 +64,9 @@ def run_task(cfg: RunConfig, build_task: Callable, overwrite: bool = False) -> d
             task.train_collator, task.eval_collator, task.evaluate, resume,
         )  # fmt: skip
         # Counted on the unprepared model: ZeRO-3 leaves placeholders in the prepared one.
-        results |= {"parameters": sum(p.numel() for p in task.model.parameters()), **task.results}
+        parameters = list(task.model.parameters())
+        trainable = sum(p.numel() for p in parameters if p.requires_grad)  # fewer than all with LoRA
+        results |= {"parameters": sum(p.numel() for p in parameters), "trainable_parameters": trainable, **task.results}
         # The prepared model: ZeRO-3 and FSDP gather full weights through their wrappers.
         export_final(accelerator, model, task.tokenizer, cfg.output_dir, task.model_card(results), task.generation,
                      task.export_files)  # fmt: skip

@@ -70,6 +70,27 @@ def test_jsonl_custom_text_column(tmp_path):
     assert raw["train"]["body"] == ["first", "second", "third"]
 
 
+NESTED = [{"body": {"text": f"doc {i}", "meta": {"lang": "en"}}, "label": {"name": ["neg", "pos"][i % 2]}}
+          for i in range(4)]  # fmt: skip
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_nested_json_fields_are_read_by_dotted_path(tmp_path, streaming):
+    path = _write_jsonl(tmp_path / "nested.jsonl", NESTED)
+    cfg = _files_cfg(path, text_column="body.text", streaming=streaming)
+    raw = load_raw_datasets(cfg, seed=0, columns={"data.text_column": "body.text", "data.label_column": "label.name"})
+    records = list(raw["train"])
+    assert [r["body.text"] for r in records] == ["doc 0", "doc 1", "doc 2", "doc 3"]
+    assert [r["label.name"] for r in records] == ["neg", "pos", "neg", "pos"]
+    assert records[0]["body.meta.lang"] == "en"  # nested at any depth
+
+
+def test_a_dotted_path_that_is_not_there_lists_the_dotted_columns(tmp_path):
+    path = _write_jsonl(tmp_path / "nested.jsonl", NESTED)
+    with pytest.raises(PipelineError, match=r"body\.txt.*body\.text"):
+        load_raw_datasets(_files_cfg(path, text_column="body.txt"), seed=0)
+
+
 def test_json_and_jsonl_are_one_type(tmp_path):
     _write_jsonl(tmp_path / "d" / "a.json", [{"text": "from json"}])
     _write_jsonl(tmp_path / "d" / "b.jsonl", [{"text": "from jsonl"}])

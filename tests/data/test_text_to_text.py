@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.data.sources import load_raw_datasets
-from pipelines.data.text_to_text import prepare_text_to_text_data, render, template_fields
+from pipelines.data.text_to_text import fill_template, prepare_text_to_text_data, render, template_fields
 from pipelines.errors import PipelineError
 from pipelines.objectives.seq2seq import Seq2SeqCollator, build_seq2seq_collator, encode_seq2seq, span_packing
 from pipelines.tokenization import load_tokenizer
@@ -94,6 +94,21 @@ def test_single_source_encodes_templates(tmp_path, t5_tokenizer):
     assert data.train["labels"] == [t5_tokenizer("apple answer")["input_ids"]] * 4
     assert data.counts[f"{path}/train/examples"] == 4
     assert data.counts[f"{path}/train/truncated_targets"] == 0
+
+
+def test_fill_template_reads_a_dotted_field_as_one_name():
+    values = {"body.text": "hi", "meta.lang": "en", "n": 7}
+    assert fill_template("{body.text} ({meta.lang!r}) #{n:03d}", values) == "hi ('en') #007"
+    assert template_fields("q: {question.text}") == ["question.text"]
+
+
+def test_templates_over_nested_json_fields(tmp_path, t5_tokenizer):
+    rows = [{"q": {"text": f"question {i}"}, "a": {"text": f"answer {i}"}} for i in range(3)]
+    path = _write_jsonl(tmp_path / "nested.jsonl", rows)
+    templates = {"data.input_template": '"ask: {q.text}"', "data.target_template": '"{a.text}"'}
+    data = prepare_text_to_text_data(_config(*_files(path, **templates)), t5_tokenizer, encode_seq2seq)
+    assert data.train["input_ids"][2] == t5_tokenizer("ask: question 2")["input_ids"]
+    assert data.train["labels"][2] == t5_tokenizer("answer 2")["input_ids"]
 
 
 # --------------------------------------------------------------------------- bad data

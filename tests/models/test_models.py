@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+)
 
 from pipelines.config import ConfigError, ModelConfig, load_config
 from pipelines.errors import PipelineError
@@ -195,3 +200,17 @@ def test_config_updates_choose_the_classification_head(arch):
     with torch.no_grad():
         out = model(input_ids=torch.randint(2, 100, (4, 6)), attention_mask=torch.ones(4, 6, dtype=torch.long))
     assert out.logits.shape == (4, 3)
+
+
+def test_each_architecture_checks_only_its_own_fields():
+    bilstm = load_config(
+        overrides=["model.arch=bilstm", "model.hidden_size=30", "model.num_heads=4", "objective.name=cls"]
+    )
+    assert bilstm.model.hidden_size == 30  # an LSTM has no attention heads to divide the width
+    with pytest.raises(ConfigError, match="always ties T5's output layer"):
+        load_config(overrides=["model.arch=t5", "model.tie_word_embeddings=false", "objective.name=span"])
+    with pytest.raises(ConfigError, match="'model.attention' is for lstm_seq2seq, not 'gpt2'"):
+        load_config(overrides=["model.attention=dot"])
+    cfg = load_config(overrides=["model.arch=lstm_seq2seq", "model.attention=bahdanau", "objective.name=seq2seq"])
+    shape = ModelShape(vocab_size=64, max_positions=16, bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    assert build_model(cfg.model, shape, AutoModelForSeq2SeqLM).config.attention_type == "bahdanau"

@@ -4,6 +4,8 @@ evaluator, generator and `compare` as the transformers."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -16,7 +18,7 @@ from pipelines.errors import PipelineError
 from pipelines.finetune import finetune
 from pipelines.pretrain import pretrain
 from tests.conftest import REPO, TINY
-from tests.training.test_finetune_e2e import finetune_overrides, reset_accelerate, write_sentiment
+from tests.training.test_finetune_e2e import NEGATIVE, POSITIVE, finetune_overrides, reset_accelerate, write_sentiment
 from tests.training.test_text_to_text_e2e import TINY_T5, reversal_overrides, write_reversal
 
 WORDPIECE = str(REPO / "tokenizers" / "bert-builtin")
@@ -53,6 +55,26 @@ def test_classifier_baseline_learns_and_reloads(classifier_runs, arch):
     assert results["parameters"] > 0 and results["train_flops"] > 0 and results["tokens_seen"] > 0
     model = AutoModelForSequenceClassification.from_pretrained(str(run / "final"))
     assert model.config.model_type == arch and model.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_a_baseline_export_loads_in_a_fresh_process_after_importing_pipelines_models(classifier_runs):
+    final = classifier_runs["textcnn"] / "final"
+    assert "`import pipelines.models`" in (final / "README.md").read_text()
+    code = (
+        "import sys, pipelines.models; from transformers import pipeline; "
+        f"print(pipeline('text-classification', model=sys.argv[1])('{POSITIVE[0]} film')[0]['label'])"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code, str(final)], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split()[-1] == "positive"
+
+
+def test_generate_on_a_classifier_prints_every_label_with_its_score(classifier_runs, capsys):
+    main(["generate", str(classifier_runs["bilstm"]), f"a {NEGATIVE[0]} film"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"a {NEGATIVE[0]} film" and lines[1].split()[1] == "negative" and len(lines) == 3
+    scores = [float(line.split()[0]) for line in lines[1:]]
+    assert scores[0] > 0.5 and sum(scores) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_lstm_lm_trains_and_generates_through_the_cli(tmp_path, tiny_tokenizer_dir, capsys):

@@ -33,7 +33,6 @@ def launch_two(command: str, sets: list[str], launcher: str = "cpu_2proc.yaml", 
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.slow
 def test_two_processes_match_one_process_and_resume_exactly(tiny_overrides, tmp_path):
     common = [*tiny_overrides, "train.max_steps=8", "train.eval_steps=4", "train.save_steps=4"]
     single = load_config(None, [*common, "train.per_device_train_batch_size=8", f"output_dir={tmp_path / 'one'}"])
@@ -62,7 +61,6 @@ def test_two_processes_match_one_process_and_resume_exactly(tiny_overrides, tmp_
     assert (two / "final" / "model.safetensors").is_file()
 
 
-@pytest.mark.slow
 def test_every_sample_is_seen_once_per_epoch_across_processes(tmp_path):
     examples, batch_size = 37, 4  # uneven on purpose: 37 = 4 full global batches of 2 x 4, plus 5 left over
     out = tmp_path / "seen.json"
@@ -79,7 +77,6 @@ def test_every_sample_is_seen_once_per_epoch_across_processes(tmp_path):
     assert sorted(seen["eval"]) == list(range(examples))
 
 
-@pytest.mark.slow
 def test_streaming_two_processes_match_one_process(tiny_overrides, tmp_path):
     docs = [json.dumps({"text": f"document {i} " + "words of text " * (i % 7 + 3)}) + "\n" for i in range(300)]
     (tmp_path / "train.jsonl").write_text("".join(docs[:260]))
@@ -97,7 +94,6 @@ def test_streaming_two_processes_match_one_process(tiny_overrides, tmp_path):
     assert (two / "final" / "model.safetensors").is_file()
 
 
-@pytest.mark.slow
 def test_fsdp_export_holds_the_full_weights(tiny_overrides, tmp_path, capsys):
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM

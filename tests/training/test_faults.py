@@ -289,9 +289,9 @@ def read_only_dir(tmp_path):
 
 
 def test_a_read_only_output_dir_is_refused_before_any_work(tiny_overrides, read_only_dir, capsys, monkeypatch):
-    import pipelines.pretrain
+    import pipelines.tasks
 
-    monkeypatch.setattr(pipelines.pretrain, "build_pretrain_task", _must_not_build)
+    monkeypatch.setitem(pipelines.tasks.BUILDERS, "packed", _must_not_build)
     code, err = cli(capsys, "pretrain", *sets(tiny_overrides))
     assert_clean_error(code, err, f"output_dir {read_only_dir}", "not writable")
     assert os.listdir(read_only_dir) == []
@@ -299,9 +299,9 @@ def test_a_read_only_output_dir_is_refused_before_any_work(tiny_overrides, read_
 
 def test_a_full_disk_is_refused_before_any_work(tiny_overrides, tmp_path, capsys, monkeypatch):
     import pipelines.disk
-    import pipelines.pretrain
+    import pipelines.tasks
 
-    monkeypatch.setattr(pipelines.pretrain, "build_pretrain_task", _must_not_build)
+    monkeypatch.setitem(pipelines.tasks.BUILDERS, "packed", _must_not_build)
     monkeypatch.setattr(pipelines.disk.shutil, "disk_usage", lambda path: SimpleNamespace(free=4096))
     code, err = cli(capsys, "pretrain", *sets(tiny_overrides))
     assert_clean_error(code, err, "not enough disk space for a new run", "4.1 kB free")

@@ -231,7 +231,6 @@ def test_bad_classification_input_is_refused_before_training(sentiment, bert_run
         finetune(load_config(None, finetune_overrides(sentiment, tmp_path / "y", f"model.init_from={broken}")))
 
 
-@pytest.mark.slow
 def test_two_process_finetuning(sentiment, bert_run, tmp_path):
     sets = finetune_overrides(sentiment, tmp_path / "ddp", f"model.init_from={bert_run}", "train.max_steps=20",
                               "train.per_device_train_batch_size=4")  # fmt: skip
@@ -244,3 +243,17 @@ def test_two_process_finetuning(sentiment, bert_run, tmp_path):
     results = json.loads((tmp_path / "ddp" / "eval_results.json").read_text())
     assert results["eval_examples"] == 96  # every validation example once: no duplicated padding samples
     assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+
+
+def test_a_block_size_beyond_the_exports_positions_is_refused_before_any_data_work(bert_run, sentiment, tmp_path,
+                                                                                     monkeypatch):  # fmt: skip
+    import pipelines.tasks.labelled
+
+    def no_data_work(*args, **kwargs):
+        raise AssertionError("the data was prepared before the model check")
+
+    monkeypatch.setattr(pipelines.tasks.labelled, "prepare_classification_data", no_data_work)
+    cfg = load_config(None, finetune_overrides(sentiment, tmp_path / "run", f"model.init_from={bert_run}",
+                                               "data.block_size=64"))  # fmt: skip
+    with pytest.raises(PipelineError, match=r"data.block_size is 64 but the model at .* reads at most 32 tokens"):
+        finetune(cfg)

@@ -81,7 +81,6 @@ def test_a_muon_run_resumes_onto_the_same_losses(tiny_overrides, tmp_path):
     assert json.loads((run / "eval_results.json").read_text())["step"] == 8
 
 
-@pytest.mark.slow
 def test_two_muon_processes_match_one(tiny_overrides, tmp_path):
     common = [*tiny_overrides, "optim.name=muon", "train.max_steps=6", "train.eval_steps=6", "train.save_steps=6"]
     pretrain(load_config(None, [*common, "train.per_device_train_batch_size=8", f"output_dir={tmp_path / 'one'}"]))

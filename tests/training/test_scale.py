@@ -139,7 +139,6 @@ def test_bf16_where_unsupported_refuses_or_falls_back(monkeypatch):
         assert loop._supported_precision(fallback) == "no"
 
 
-@pytest.mark.slow
 def test_torch_compile_trains_and_exports(tiny_overrides, tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
 from pipelines.cli import main
 from pipelines.config import load_config
+from pipelines.errors import PipelineError
 from pipelines.finetune import finetune
 from pipelines.generation import instruction_prompt
 from pipelines.objectives.instruct import format_prompts
@@ -165,3 +167,19 @@ def test_evaluate_scores_a_file_without_touching_the_runs_predictions(reversal_r
     lines = (reversal_run / "eval_val" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 48 and results["exact_match"] >= 0.9
     assert (reversal_run / "predictions.jsonl").read_text() == own
+
+
+def test_templates_with_any_field_names_are_filled_by_name_or_by_position(reversal_run, tmp_path, capsys):
+    export = tmp_path / "export"
+    shutil.copytree(reversal_run / "final", export)
+    (export / "prompt_templates.json").write_text(json.dumps({"qa.jsonl": "question: {question} context: {context}"}))
+    by_name = instruction_prompt(export, fields={"context": "red blue", "question": "reverse"})
+    assert by_name == instruction_prompt(export, "reverse", "red blue") == "question: reverse context: red blue"
+    assert instruction_prompt(export, fields={"question": "reverse"}) == "question: reverse context:"
+    with pytest.raises(PipelineError, match=r"no saved template .* field\(s\) answer: 'question: \{question\}"):
+        instruction_prompt(export, fields={"answer": "x"})
+
+    main(["generate", str(export), "--field", "question=reverse", "--field", "context=red blue", "--greedy"])
+    assert capsys.readouterr().out.strip()
+    with pytest.raises(SystemExit):
+        main(["generate", str(export), "--field", "question"])  # NAME=VALUE, not NAME

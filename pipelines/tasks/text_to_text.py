@@ -1,5 +1,5 @@
 """Text-to-text runs (`seq2seq` for T5, `instruct` for a causal LM): templated pairs, maybe a mixture with span
-corruption → model → the shared run, evaluated by generation. Both `pretrain` and `finetune` build this task."""
+corruption → model → the shared run, evaluated by generation. Both `pretrain` and `finetune` train this kind."""
 
 from __future__ import annotations
 
