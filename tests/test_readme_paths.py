@@ -1,10 +1,11 @@
-"""The README's commands, run in order as a newcomer would, with tiny step counts.
+"""The README's and docs/ pages' commands, run in order as a newcomer would, with tiny step counts.
 
-`test_docs_commands.py` checks that every documented command parses and loads its config; this runs the
-README's own path (each family from pretraining to a fine-tuned model and generation, then "your own data" on
-small files made here) in a scratch directory that holds the repository's configs and tokenizers. Commands
-that need the public data sets run when `data/` is there (`python -m pipelines fetch-data`); commands that
-download (`fetch-data`), launch several processes or repeat the quickstart are left to their own tests.
+`test_docs_commands.py` checks that every documented command parses and loads its config; this runs them: the
+README's path (each family from pretraining to a fine-tuned model and generation, then "your own data" on small
+files made here), then the guide's and the benchmark page's commands, in a scratch directory that holds the
+repository's configs and tokenizers. Commands that need the public data sets run when `data/` is there (`python
+-m pipelines fetch-data`); commands that download (`fetch-data`), launch several processes or repeat the
+quickstart are left to their own tests, and the benchmark scripts to `test_scripts.py`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ TINY_RUN = ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "tr
 SKIPPED = {"fetch-data", "quickstart"}
 
 
-def readme_commands() -> list[list[str]]:
-    """The README's pipelines commands in order; those under `accelerate launch` run in tests/training/."""
+PAGES = ("README.md", "docs/guide.md", "docs/benchmarks.md")
+
+
+def page_commands(page: str) -> list[list[str]]:
+    """A page's pipelines commands in order; those under `accelerate launch` run in tests/training/."""
     commands = []
-    for line in shell_lines((REPO / "README.md").read_text()):
+    for line in shell_lines((REPO / page).read_text()):
         words = shlex.split(line, comments=True)
         if words[:3] == ["python", "-m", "pipelines"] and words[3] not in SKIPPED:
             commands.append(words[3:])
@@ -93,19 +97,28 @@ def scratch(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_the_readme_runs_top_to_bottom(scratch, capsys):
+def run_page(page: str, done: list[list[str]]) -> list[str]:
+    """Runs a page's runnable commands in order, except those in `done` (a reader who ran a training command on an
+    earlier page does not run it again); returns the first three words of each that ran."""
     ran = []
-    for argv in readme_commands():
+    for argv in page_commands(page):
         if argv[0] == "finetune" and "model.lora.r=8" in argv:
             pytest.importorskip("peft")
-        if not runnable(argv):
+        if not runnable(argv) or (argv in done and argv[0] in ("pretrain", "finetune", "train-tokenizer")):
             continue
         main(tiny(argv))
+        done.append(argv)
         ran.append(" ".join(argv[:3]))
         from accelerate.state import AcceleratorState, GradientState
 
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
+    return ran
+
+
+def test_the_readme_then_the_docs_run_top_to_bottom(scratch, capsys):
+    done = []
+    ran = run_page("README.md", done)
     out = capsys.readouterr().out
     # The built-in path of every family runs without any download; the rest when data/ is here.
     for expected in ("pretrain --config configs/gpt/tiny.yaml", "pretrain --config configs/t5/tiny.yaml",
@@ -117,3 +130,14 @@ def test_the_readme_runs_top_to_bottom(scratch, capsys):
     assert (scratch / "runs" / "reviews" / "final" / "config.json").is_file()
     assert re.search(r"return the \[MASK\] of the list\.\n  \d\.\d{4}  ", out)  # fill-mask: scored fills
     assert "Return the number of" in out  # the GPT's continuation, prompt first
+
+    # A reader of the guide has followed the README; each of its blocks then runs as written.
+    ran = run_page("docs/guide.md", done)
+    built_in = ["pretrain --config configs/t5/mixture.yaml", "pretrain --config configs/t5/small.yaml",
+                "pretrain --config configs/gpt/small.yaml", "generate runs/t5-code-summary"]  # fmt: skip
+    with_data = ["finetune --config configs/t5/alpaca.yaml", "finetune --config configs/gpt/alpaca.yaml",
+                 "finetune --config configs/t5/multi30k.yaml", "evaluate runs/sst2-bert"]  # fmt: skip
+    for expected in built_in + (with_data if DATA.is_dir() else []):
+        assert any(r.startswith(expected) for r in ran), (expected, ran)
+    if DATA.is_dir():
+        assert len(run_page("docs/benchmarks.md", done)) >= 5  # its recipe commands, at tiny step counts

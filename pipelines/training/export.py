@@ -73,8 +73,8 @@ def model_card(cfg, summary: str, facts: list[str], load: str, results: dict) ->
 
 
 OWN_ARCHITECTURE_NOTE = (
-    "This architecture is defined by the `pipelines` package, not by `transformers`: run "
-    "`import pipelines.models` first, which registers it with the Auto classes and `pipeline()`."
+    "This architecture is defined by the `pipelines` package, not by `transformers`: run `import pipelines` "
+    "first, which registers it with the Auto classes and `pipeline()`."
 )
 
 

@@ -89,3 +89,22 @@ def test_two_muon_processes_match_one(tiny_overrides, tmp_path):
     assert sorted(two) == list(range(1, 7))
     for step in one:
         assert two[step] == pytest.approx(one[step], rel=2e-3), step
+
+
+@pytest.mark.parametrize("native_bfloat16", [False, True])
+def test_orthogonalise_matches_torch_in_the_precision_the_cpu_computes_fast(native_bfloat16, monkeypatch):
+    from pipelines.training import optimizer
+
+    monkeypatch.setattr(optimizer, "_cpu_computes_bfloat16", lambda: native_bfloat16)
+    assert optimizer.newton_schulz_dtype(torch.device("cpu")) == (torch.bfloat16 if native_bfloat16 else torch.float32)
+    grad = torch.randn(64, 256, generator=torch.Generator().manual_seed(0))
+    coefficients = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's defaults
+    for g in (grad, grad.T):  # tall matrices iterate on the transpose
+        update = optimizer.orthogonalise(g, coefficients, 5, 1e-7)
+        assert update.dtype == torch.float32 and update.shape == g.shape
+        singular = torch.linalg.svdvals(update)
+        assert singular.min() > 0.6 and singular.max() < 1.3  # the quintic iteration's band around 1
+        reference = torch.optim._muon._zeropower_via_newtonschulz(g, coefficients, 5, 1e-7)  # bfloat16 throughout
+        # Both are bfloat16's iteration; float32 differs from it only by bfloat16's rounding (about 3% here).
+        tolerance = 0.01 if native_bfloat16 else 0.05
+        assert (update - reference).abs().max() < tolerance * reference.abs().max()
