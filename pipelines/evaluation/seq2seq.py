@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 
 from pipelines.errors import PipelineError
 from pipelines.evaluation.classification import load_metric
@@ -60,6 +61,18 @@ def prompts_of(batch: dict[str, torch.Tensor], decoder_only: bool, pad_id: int) 
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
+def shards_weights(accelerator) -> bool:
+    """True when each process holds only part of the weights (FSDP, DeepSpeed ZeRO-3): every forward pass is then a
+    collective, so all processes must run as many as the longest generation needs (`synced_gpus`). transformers
+    detects this itself only for DeepSpeed and its own FSDP wrapping, not for accelerate's FSDP2."""
+    if accelerator.num_processes == 1:
+        return False
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    plugin = accelerator.state.deepspeed_plugin if accelerator.distributed_type == DistributedType.DEEPSPEED else None
+    return plugin is not None and plugin.zero_stage == 3
+
+
 @torch.no_grad()
 def evaluate_text_to_text(
     model, loader, accelerator, tokenizer, metrics, decoder_only: bool, num_beams: int, max_new_tokens: int,
@@ -82,7 +95,8 @@ def evaluate_text_to_text(
         prompt = prompts_of(batch, decoder_only, pad)
         new_tokens = new_token_limit(unwrapped.config, prompt["input_ids"].shape[1], max_new_tokens)
         output = unwrapped.generate(**prompt, num_beams=num_beams, max_new_tokens=new_tokens, do_sample=False,
-                                    pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+                                    pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+                                    synced_gpus=shards_weights(accelerator))  # fmt: skip
         if decoder_only:
             output = output[:, prompt["input_ids"].shape[1] :]
         tensors = [accelerator.pad_across_processes(t, dim=1, pad_index=pad) for t in (prompt["input_ids"], output)]

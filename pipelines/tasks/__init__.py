@@ -39,4 +39,7 @@ def run_command(command: str, cfg: RunConfig, overwrite: bool = False) -> dict:
     kind = OBJECTIVES.get(cfg.objective.name).kind
     if kind not in COMMANDS[command]:
         raise PipelineError(f"objective '{cfg.objective.name}' {WRONG_COMMAND[kind]}")
+    if cfg.data.streaming and kind != "packed":  # examples are encoded, split and shuffled as one table
+        raise PipelineError(f"data.streaming is for pretraining corpora; {kind.replace('_', '-')} examples are loaded "
+                            "in memory: unset data.streaming")  # fmt: skip
     return run_task(cfg, build_task, overwrite)

@@ -19,8 +19,6 @@ from pipelines.training.run import Task
 
 def build_labelled_task(cfg: RunConfig, accelerator) -> Task:
     """Classifier, encoded examples, padding collator and metric evaluator."""
-    if cfg.data.streaming:
-        raise PipelineError("data.streaming is for pretraining corpora; fine-tuning data is loaded in memory")
     objective = OBJECTIVES.get(cfg.objective.name)
     export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None
     tokenizer = append_eos_to_sequences(load_tokenizer(export or cfg.tokenizer.path))

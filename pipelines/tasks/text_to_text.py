@@ -26,8 +26,6 @@ PROMPT_TEMPLATES = "prompt_templates.json"
 
 def build_text_to_text_task(cfg: RunConfig, accelerator) -> Task:
     """Model, encoded (and maybe mixed) examples, collator and generation evaluator."""
-    if cfg.data.streaming:
-        raise PipelineError("data.streaming is for pretraining corpora; text-to-text data is loaded in memory")
     objective = OBJECTIVES.get(cfg.objective.name)
     decoder_only = objective.shift_labels
     export = resolve_export(cfg.model.init_from) if cfg.model.init_from else None

@@ -64,24 +64,34 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
 
 
 class Muon(torch.optim.Muon):
-    """`torch.optim.Muon` whose Newton-Schulz orthogonalisation runs in bfloat16 only where the hardware computes
-    bfloat16 natively (see `newton_schulz_dtype`); the update is otherwise torch's, with the same state."""
+    """`torch.optim.Muon` that orthogonalises the matrices of one shape together, as one batched Newton-Schulz
+    iteration, in bfloat16 only where the hardware computes bfloat16 natively (see `newton_schulz_dtype`); the
+    update is otherwise torch's, with the same state. torch iterates matrix by matrix: on a small model most of
+    that is per-operation overhead (a 3 x 128 Llama on 2 CPU cores: 193 ms per step against AdamW's 149 ms)."""
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(param.grad, memory_format=torch.preserve_format)
-                buf = state["momentum_buffer"]
-                buf.lerp_(param.grad, 1 - group["momentum"])
-                update = param.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
-                update = orthogonalise(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
-                param.mul_(1 - group["lr"] * group["weight_decay"])
-                param.add_(update, alpha=-group["lr"] * _muon_lr_ratio(group["adjust_lr_fn"], param.shape))
+            params = [p for p in group["params"] if p.grad is not None]
+            by_shape: dict[torch.Size, list[torch.nn.Parameter]] = {}
+            for param in params:
+                by_shape.setdefault(param.shape, []).append(param)
+            for shape, same in by_shape.items():
+                momenta = torch.stack([self._momentum(param, group) for param in same])
+                updates = orthogonalise(momenta, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                rate = group["lr"] * _muon_lr_ratio(group["adjust_lr_fn"], shape)
+                for param, update in zip(same, updates, strict=True):
+                    param.mul_(1 - group["lr"] * group["weight_decay"])
+                    param.add_(update, alpha=-rate)
+
+    def _momentum(self, param: torch.nn.Parameter, group: dict) -> torch.Tensor:
+        """The momentum buffer updated with this step's gradient; with Nesterov, the gradient pulled towards it."""
+        state = self.state[param]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(param.grad, memory_format=torch.preserve_format)
+        buf = state["momentum_buffer"]
+        buf.lerp_(param.grad, 1 - group["momentum"])
+        return param.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
 
 
 def newton_schulz_dtype(device: torch.device) -> torch.dtype:
@@ -103,16 +113,18 @@ def _cpu_computes_bfloat16() -> bool:
 
 
 def orthogonalise(grad: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float) -> torch.Tensor:
-    """Muon's quintic Newton-Schulz iteration towards the nearest semi-orthogonal matrix (U V^T of G = U S V^T)."""
+    """Muon's quintic Newton-Schulz iteration towards the nearest semi-orthogonal matrix (U V^T of G = U S V^T), for
+    one matrix or a stack of matrices of one shape (the last two dimensions)."""
     a, b, c = coefficients
     x = grad.to(newton_schulz_dtype(grad.device))
-    wide = x.size(0) <= x.size(1)
-    x = x if wide else x.T  # iterate on the smaller Gram matrix
-    x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
-    for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return (x if wide else x.T).to(grad.dtype)
+    x = x if x.dim() == 3 else x.unsqueeze(0)
+    wide = x.size(-2) <= x.size(-1)
+    x = x if wide else x.mT  # iterate on the smaller Gram matrix
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)  # spectral norm at most 1
+    for _ in range(steps):  # fused multiply-adds, as torch's: in bfloat16 each separate rounding costs accuracy
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return (x if wide else x.mT).reshape(grad.shape).to(grad.dtype)
 
 
 def _muon_lr_ratio(adjust_lr_fn: str | None, shape: torch.Size) -> float:

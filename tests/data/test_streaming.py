@@ -80,3 +80,29 @@ def test_streaming_run_resumes_on_the_same_trajectory(tiny_overrides, corpus, tm
     assert len(losses(tmp_path / "resumed")) == 12
     assert losses(tmp_path / "resumed") == pytest.approx(losses(tmp_path / "reference"), rel=1e-5)
     assert losses(tmp_path / "reference")[-1] < losses(tmp_path / "reference")[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "sets", "expected"),
+    [
+        ("finetune", ["objective.name=cls", "data.labels=[a,b]"], "labelled examples are loaded in memory"),
+        ("finetune", ["objective.name=seq2seq", "model.arch=t5"], "text-to-text examples are loaded in memory"),
+        ("prepare", ["data.prepared_path=tokens"], "prepare writes token files from an in-memory source"),
+        ("train-tokenizer", ["tokenizer.path=tok"], "train the tokenizer on in-memory data"),
+        (
+            "pretrain",
+            ["data.source=parallel", "data.column_names=[en,de]", "objective.name=seq2seq", "model.arch=t5"],
+            "'parallel' reads line files into memory",
+        ),
+    ],
+    ids=["labelled", "text-to-text", "prepare", "train-tokenizer", "parallel"],
+)
+def test_readers_that_need_the_whole_data_set_refuse_streaming(command, sets, expected, tmp_path, corpus, capsys,
+                                                               monkeypatch):  # fmt: skip
+    from tests.test_cli import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    overrides = [*corpus, "data.streaming=true", *sets, f"output_dir={tmp_path / 'run'}"]
+    code, err = run_cli(capsys, command, *(x for s in overrides for x in ("--set", s)))
+    assert code == 2 and expected in err, err
+    assert not (tmp_path / "run").exists()  # refused before any work

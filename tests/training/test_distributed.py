@@ -128,3 +128,44 @@ def test_two_processes_score_every_text_to_text_example_once(tmp_path):
     assert sorted(line["target"] for line in lines) == sorted(expected)
     assert sorted(line["input"] for line in lines) == sorted(f"reverse: {json.loads(r)['input']}"
                                                               for r in val.read_text().splitlines())  # fmt: skip
+
+
+def test_fsdp_early_stopping_restores_the_best_weights_in_every_shard(tiny_overrides, tmp_path):
+    """Each process keeps its own shards of the best weights; the export is the best evaluation's model."""
+    from pipelines.cli import main
+
+    run = tmp_path / "fsdp-es"
+    sets = [*tiny_overrides, "train.max_steps=40", "train.eval_steps=2", "train.save_steps=100",
+            "train.early_stopping_patience=2", "optim.learning_rate=0.5", "optim.warmup_steps=0",
+            "optim.max_grad_norm=0", "train.eval_max_batches=null", f"output_dir={run}"]  # fmt: skip
+    launch_two("pretrain", sets, "fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r["eval_loss"] for r in records if "eval_loss" in r]
+    results = json.loads((run / "eval_results.json").read_text())
+    assert results["step"] < 40 and evaluated.index(min(evaluated)) < len(evaluated) - 1  # stopped past its best
+    assert results["eval_loss"] == pytest.approx(min(evaluated))
+    main(["evaluate", str(run)])  # the gathered export holds the restored weights, not the last ones
+    assert json.loads((run / "eval_validation.json").read_text())["loss"] == pytest.approx(min(evaluated), rel=1e-4)
+
+
+def test_fsdp_generation_keeps_processes_in_step_when_their_outputs_differ_in_length(tmp_path, tiny_tokenizer_dir):
+    """Under FSDP every forward pass gathers weights from all processes: a process whose generation ends sooner
+    must keep stepping (`synced_gpus`) until the longest one ends, or the gathers no longer pair up."""
+    # Batches of 2 alternate between the processes: short prompts on one, long on the other, so each is allowed a
+    # different number of new tokens before the 64-position table ends.
+    val = tmp_path / "val.jsonl"
+    with val.open("w") as f:
+        for i in range(8):
+            words = ["red"] * (2 if i % 4 < 2 else 14)
+            f.write(json.dumps({"instruction": "repeat", "input": " ".join(words), "output": "red"}) + "\n")
+    train = tmp_path / "train.jsonl"
+    train.write_text(val.read_text() * 20)
+    sets = ["objective.name=instruct", "data.source=files", f"data.path={train}", f"data.validation_path={val}",
+            'data.input_template="{instruction}\\n{input}"', 'data.target_template="{output}"', "data.block_size=64",
+            f"tokenizer.path={tiny_tokenizer_dir}", "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+            "objective.max_new_tokens=60", "objective.metrics=[exact_match]", "train.max_steps=2",
+            "train.eval_steps=2", "train.per_device_train_batch_size=4", "train.per_device_eval_batch_size=2",
+            "train.report_to=none", f"output_dir={tmp_path / 'run'}"]  # fmt: skip
+    launch_two("finetune", sets, "fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no")
+    lines = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 8

@@ -108,3 +108,12 @@ def test_orthogonalise_matches_torch_in_the_precision_the_cpu_computes_fast(nati
         # Both are bfloat16's iteration; float32 differs from it only by bfloat16's rounding (about 3% here).
         tolerance = 0.01 if native_bfloat16 else 0.05
         assert (update - reference).abs().max() < tolerance * reference.abs().max()
+
+
+def test_matrices_of_one_shape_are_orthogonalised_together_as_each_alone():
+    from pipelines.training.optimizer import orthogonalise
+
+    grads = torch.randn(3, 48, 32, generator=torch.Generator().manual_seed(1))
+    together = orthogonalise(grads, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    for grad, update in zip(grads, together, strict=True):
+        torch.testing.assert_close(update, orthogonalise(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7))
