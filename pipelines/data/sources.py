@@ -120,9 +120,14 @@ def _flatten(split: Dataset | None) -> Dataset | None:
 
 
 def _flatten_streaming(split: IterableDataset | None) -> IterableDataset | None:
-    """`_flatten` for a stream: decided on its first record."""
-    first = next(iter(split), None) if split is not None else None
-    nested = [key for key, value in (first or {}).items() if isinstance(value, dict)]
+    """`_flatten` for a stream: decided on its declared features (a hub stream has them), else on its first record
+    (local JSON streams declare none), so a stream is opened an extra time only when it must be."""
+    if split is None:
+        return None
+    if split.features is not None:
+        nested = [key for key, feature in split.features.items() if isinstance(feature, dict)]
+    else:
+        nested = [key for key, value in (next(iter(split), None) or {}).items() if isinstance(value, dict)]
     return split.map(_flat_record, remove_columns=nested) if nested else split
 
 

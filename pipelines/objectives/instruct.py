@@ -12,8 +12,8 @@ import torch
 
 from pipelines.errors import PipelineError
 from pipelines.objectives import OBJECTIVES, Objective
-from pipelines.objectives.clm import build_clm_collator, pad_blocks
-from pipelines.objectives.seq2seq import target_texts
+from pipelines.objectives.batching import pad_blocks, target_texts
+from pipelines.objectives.clm import build_clm_collator
 
 # Alpaca's layout. The user turn ends with the response header, so the generation prompt adds nothing.
 CHAT_TEMPLATE = (

@@ -14,7 +14,7 @@ import torch
 from pipelines.config import ObjectiveConfig
 from pipelines.errors import PipelineError
 from pipelines.objectives import OBJECTIVES, Objective, Packing
-from pipelines.objectives.clm import pad_blocks
+from pipelines.objectives.batching import pad_blocks
 
 
 @dataclass(frozen=True, eq=False)

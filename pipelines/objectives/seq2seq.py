@@ -15,6 +15,7 @@ import torch
 from pipelines.config import RunConfig
 from pipelines.errors import PipelineError
 from pipelines.objectives import OBJECTIVES, Objective, Packing
+from pipelines.objectives.batching import target_texts
 
 
 def span_counts(length: int, noise_density: float, mean_span_length: float) -> tuple[int, int]:
@@ -110,11 +111,6 @@ class Seq2SeqCollator:
         if spans > len(self.sentinel_ids):
             raise PipelineError(f"a block needs {spans} sentinels but the tokenizer has {len(self.sentinel_ids)}")
         return corrupt(tokens, mask, self.sentinel_ids, self.eos_token_id)
-
-
-def target_texts(examples: list[dict]) -> dict[str, list[str]]:
-    """Validation examples carry their target's text, for scoring generated outputs; the model never sees it."""
-    return {"target_text": [e["target_text"] for e in examples]} if "target_text" in examples[0] else {}
 
 
 def _pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:

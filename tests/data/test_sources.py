@@ -74,6 +74,21 @@ NESTED = [{"body": {"text": f"doc {i}", "meta": {"lang": "en"}}, "label": {"name
           for i in range(4)]  # fmt: skip
 
 
+def test_a_stream_with_declared_features_is_flattened_without_being_read():
+    from pipelines.data.sources import _flatten_streaming
+
+    reads = []
+
+    def records():
+        reads.append(1)
+        yield from NESTED
+
+    features = datasets.Dataset.from_list(NESTED).features
+    stream = _flatten_streaming(datasets.IterableDataset.from_generator(records, features=features))
+    assert not reads  # decided on the features (a hub stream declares them), not on a first record
+    assert next(iter(stream)) == {"body.text": "doc 0", "body.meta.lang": "en", "label.name": "neg"}
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 def test_nested_json_fields_are_read_by_dotted_path(tmp_path, streaming):
     path = _write_jsonl(tmp_path / "nested.jsonl", NESTED)
