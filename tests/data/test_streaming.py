@@ -90,8 +90,8 @@ def test_streaming_run_resumes_on_the_same_trajectory(tiny_overrides, corpus, tm
         ("prepare", ["data.prepared_path=tokens"], "prepare writes token files from an in-memory source"),
         ("train-tokenizer", ["tokenizer.path=tok"], "train the tokenizer on in-memory data"),
         (
-            "pretrain",
-            ["data.source=parallel", "data.column_names=[en,de]", "objective.name=seq2seq", "model.arch=t5"],
+            "train-tokenizer",
+            ["data.source=parallel", "data.column_names=[en,de]", "tokenizer.path=tok"],
             "'parallel' reads line files into memory",
         ),
     ],

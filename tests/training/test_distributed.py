@@ -149,8 +149,12 @@ def test_fsdp_early_stopping_restores_the_best_weights_in_every_shard(tiny_overr
 
 
 def test_fsdp_generation_keeps_processes_in_step_when_their_outputs_differ_in_length(tmp_path, tiny_tokenizer_dir):
-    """Under FSDP every forward pass gathers weights from all processes: a process whose generation ends sooner
-    must keep stepping (`synced_gpus`) until the longest one ends, or the gathers no longer pair up."""
+    """Generation-based evaluation under FSDP returns every prediction when the processes' prompts differ in length.
+
+    Every forward pass of a sharded model gathers weights from all processes, so generation runs with
+    `synced_gpus` there (a process that is done keeps stepping until the longest generation ends), as
+    transformers requires. This run also completed with it switched off on CPU (gloo), so it guards the
+    sharded generation path, not the hang itself."""
     # Batches of 2 alternate between the processes: short prompts on one, long on the other, so each is allowed a
     # different number of new tokens before the 64-position table ends.
     val = tmp_path / "val.jsonl"
@@ -163,7 +167,8 @@ def test_fsdp_generation_keeps_processes_in_step_when_their_outputs_differ_in_le
     sets = ["objective.name=instruct", "data.source=files", f"data.path={train}", f"data.validation_path={val}",
             'data.input_template="{instruction}\\n{input}"', 'data.target_template="{output}"', "data.block_size=64",
             f"tokenizer.path={tiny_tokenizer_dir}", "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
-            "objective.max_new_tokens=60", "objective.metrics=[exact_match]", "train.max_steps=2",
+            "objective.max_new_tokens=60", "objective.max_target_length=8", "objective.metrics=[exact_match]",
+            "train.max_steps=2", "optim.learning_rate=1e-6",  # untrained: no early EOS, each generates to its limit
             "train.eval_steps=2", "train.per_device_train_batch_size=4", "train.per_device_eval_batch_size=2",
             "train.report_to=none", f"output_dir={tmp_path / 'run'}"]  # fmt: skip
     launch_two("finetune", sets, "fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no")
