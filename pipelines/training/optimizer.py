@@ -67,14 +67,14 @@ class Muon(torch.optim.Muon):
     """`torch.optim.Muon` that orthogonalises the matrices of one shape together, as one batched Newton-Schulz
     iteration, in bfloat16 only where the hardware computes bfloat16 natively (see `newton_schulz_dtype`); the
     update is otherwise torch's, with the same state. torch iterates matrix by matrix: on a small model most of
-    that is per-operation overhead (a 3 x 128 Llama on 2 CPU cores: 193 ms per step against AdamW's 149 ms)."""
+    that is per-operation overhead (a 3 x 128 Llama on 2 CPU cores: 193 ms per step matrix by matrix, 163 ms
+    batched, against AdamW's 149 ms)."""
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
             by_shape: dict[torch.Size, list[torch.nn.Parameter]] = {}
-            for param in params:
+            for param in (p for p in group["params"] if p.grad is not None):
                 by_shape.setdefault(param.shape, []).append(param)
             for shape, same in by_shape.items():
                 momenta = torch.stack([self._momentum(param, group) for param in same])
