@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 
@@ -26,10 +27,32 @@ class ConfigError(PipelineError):
 
 
 @dataclass(frozen=True)
+class Registered:
+    """Marks a name field whose valid values are the entries of a registry (`module:attribute`). A new data source,
+    architecture, objective or tokenizer kind is one `register` call in its own module: configs accept its name
+    with no change here. The registry's module is imported only when a value is checked, so importing this
+    module stays free of torch."""
+
+    registry: str
+
+    def check(self, value: str, key: str, source: str) -> None:
+        module, _, attribute = self.registry.partition(":")
+        names = list(getattr(importlib.import_module(module), attribute))
+        if value not in names:
+            raise ConfigError(f"{source}: '{key}' is {value!r}; valid choices: {', '.join(repr(c) for c in names)}")
+
+
+SourceName = Annotated[str, Registered("pipelines.data.sources:SOURCES")]
+TokenizerKind = Annotated[str, Registered("pipelines.tokenization:TOKENIZER_KINDS")]
+ArchName = Annotated[str, Registered("pipelines.models:MODELS")]
+ObjectiveName = Annotated[str, Registered("pipelines.objectives:OBJECTIVES")]
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the text comes from and how it is cut into training examples."""
 
-    source: Literal["builtin", "builtin_code", "files", "parallel", "hub"] = "builtin"
+    source: SourceName = "builtin"
     """`builtin`: Python standard-library docs (no download); `builtin_code`: (code, summary) pairs from the
     standard library's functions; `files`: local files; `parallel`: line-aligned files, one per column
     (`{path}.{column}` for each of `column_names`, e.g. Multi30K's train.en/train.de); `hub`: a hub dataset."""
@@ -112,7 +135,7 @@ class TokenizerConfig:
 
     path: str = "tokenizers/gpt-builtin"
     """Directory the tokenizer is saved to by `train-tokenizer` and loaded from by `pretrain`."""
-    kind: Literal["byte_bpe", "wordpiece", "unigram"] = "byte_bpe"
+    kind: TokenizerKind = "byte_bpe"
     """`byte_bpe` (GPT-2 style byte-level BPE), `wordpiece` (BERT: [CLS] [SEP] [MASK] [PAD] [UNK]) or
     `unigram` (T5, SentencePiece-style: <pad> </s> <unk> and sentinels <extra_id_0>...)."""
     vocab_size: int = 4096
@@ -131,7 +154,7 @@ class TokenizerConfig:
 class ModelConfig:
     """Architecture and size of the model built from scratch."""
 
-    arch: Literal["gpt2", "llama", "bert", "modernbert", "t5", "textcnn", "bilstm", "lstm_lm", "lstm_seq2seq"] = "gpt2"
+    arch: ArchName = "gpt2"
     """`gpt2` (learned positions, GELU MLP, LayerNorm), `llama` (rotary, SwiGLU, RMSNorm), `bert` (encoder),
     `modernbert` (pre-norm encoder: rotary, GeGLU, no biases), `t5` (encoder-decoder, v1.1 gated GELU);
     baselines: `textcnn`, `bilstm` (classifiers), `lstm_lm`, `lstm_seq2seq` (encoder-decoder with attention)."""
@@ -191,7 +214,7 @@ class LoraConfig:
 class ObjectiveConfig:
     """The training objective, which decides how batches are collated and labelled."""
 
-    name: Literal["clm", "mlm", "cls", "span", "seq2seq", "instruct"] = "clm"
+    name: ObjectiveName = "clm"
     """`clm`: next-token prediction; `mlm`: masked-token prediction; `cls`: sequence classification;
     `span`: T5 span corruption on raw text; `seq2seq`: text-to-text (encoder-decoder); `instruct`:
     text-to-text for a causal LM (prompt, then response; loss on the response only)."""
@@ -215,6 +238,9 @@ class ObjectiveConfig:
     """Text-to-text evaluation: beams for generation (1: greedy)."""
     max_new_tokens: int = 64
     """Text-to-text evaluation: longest generated output."""
+    no_repeat_ngram_size: int | None = None
+    """Text-to-text generation (evaluation, and the export's default for `generate`): never repeat an n-gram of this
+    many tokens (None: off). Small models decoding greedily fall into loops ("she was she was ..."); 3 stops them."""
 
 
 @dataclass(frozen=True)
@@ -423,7 +449,7 @@ def _check_override(key: str, value: Any, item: str) -> Any:
             raise ConfigError(
                 f"--set {item}: unknown key '{key}'{suggestion}; valid keys in {where}: {', '.join(names)}"
             )
-        hint = typing.get_type_hints(tp)[part]
+        hint = typing.get_type_hints(tp, include_extras=True)[part]
         tp = _unwrap_optional(hint)
     if dataclasses.is_dataclass(tp):
         return value
@@ -447,7 +473,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     raw = {} if raw is None else raw  # a section whose keys are all commented out means "defaults"
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: '{where}' must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in raw.items():
@@ -483,6 +509,12 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
         # YAML reads `1: World` with an int key; raw label values are compared as strings.
         return {str(k): _coerce(v, typing.get_args(tp)[1], f"{key}.{k}", source) for k, v in value.items()}
+    if origin is Annotated:  # a registered name
+        base, *marks = typing.get_args(tp)
+        value = _coerce(value, base, key, source)
+        for mark in marks:
+            mark.check(value, key, source)
+        return value
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
@@ -561,6 +593,7 @@ def _check_positive(cfg: RunConfig) -> None:
         "model.num_filters": cfg.model.num_filters,
         "objective.max_target_length": cfg.objective.max_target_length,
         "objective.num_beams": cfg.objective.num_beams,
+        "objective.no_repeat_ngram_size": cfg.objective.no_repeat_ngram_size,
         "objective.max_new_tokens": cfg.objective.max_new_tokens,
         "objective.mean_span_length": cfg.objective.mean_span_length,
     }
@@ -613,21 +646,14 @@ def _check_mixture(cfg: RunConfig) -> None:
             raise ConfigError(f"'data.mixture[{i}].data.path' is required for source '{source.data.source}'")
 
 
-ATTENTION_ARCHS = ("gpt2", "llama", "bert", "modernbert", "t5")
-"""Architectures with attention heads (`model.num_heads`); the CNN and LSTM baselines have none."""
-
-
 def _check_architecture(model: ModelConfig) -> None:
-    """The fields of the architecture built from scratch (with `init_from`, the export's own config decides)."""
+    """The fields of the architecture built from scratch (with `init_from`, the export's own config decides); each
+    architecture's registry entry checks its own."""
     if model.init_from:
         return
-    if model.arch in ATTENTION_ARCHS and model.hidden_size % model.num_heads:
-        raise ConfigError(
-            f"'model.num_heads' ({model.num_heads}) must divide 'model.hidden_size' ({model.hidden_size})"
-        )
-    if model.arch == "t5" and not model.tie_word_embeddings:
-        raise ConfigError("'model.tie_word_embeddings' is false, but transformers 5 always ties T5's output layer to "
-                          "its embeddings; remove the setting")  # fmt: skip
+    spec = importlib.import_module("pipelines.models").MODELS.get(model.arch)
+    if spec.check is not None:
+        spec.check(model)
     if model.attention != "general" and model.arch != "lstm_seq2seq":
         raise ConfigError(f"'model.attention' is for lstm_seq2seq, not '{model.arch}'")
 

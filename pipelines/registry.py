@@ -35,3 +35,7 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+    def __iter__(self):
+        """Names in the order they were registered (configs list valid choices in this order)."""
+        return iter(self._entries)

@@ -75,13 +75,14 @@ def shards_weights(accelerator) -> bool:
 
 @torch.no_grad()
 def evaluate_text_to_text(
-    model, loader, accelerator, tokenizer, metrics, decoder_only: bool, num_beams: int, max_new_tokens: int,
+    model, loader, accelerator, tokenizer, metrics, decoder_only: bool, generation: dict,
     predictions_path: Path | None, max_batches: int | None,
 ) -> dict:  # fmt: skip
     """Loss, perplexity and token accuracy on the targets, plus generation metrics over the same batches.
 
     Each process generates for its shard; outputs are padded to one width and gathered, so the figures do
-    not depend on the process count. The main process writes `{"input", "target", "prediction"}` lines.
+    not depend on the process count. `generation` holds the `generate` settings (beams, `max_new_tokens`, ...).
+    The main process writes `{"input", "target", "prediction"}` lines.
     """
     results = evaluate_lm(model, loader, accelerator, shift_labels=decoder_only, max_batches=max_batches)
     unwrapped = accelerator.unwrap_model(model)
@@ -93,9 +94,9 @@ def evaluate_text_to_text(
         if max_batches is not None and i >= max_batches:
             break
         prompt = prompts_of(batch, decoder_only, pad)
-        new_tokens = new_token_limit(unwrapped.config, prompt["input_ids"].shape[1], max_new_tokens)
-        output = unwrapped.generate(**prompt, num_beams=num_beams, max_new_tokens=new_tokens, do_sample=False,
-                                    pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+        new_tokens = new_token_limit(unwrapped.config, prompt["input_ids"].shape[1], generation["max_new_tokens"])
+        output = unwrapped.generate(**prompt, **(generation | {"max_new_tokens": new_tokens}), pad_token_id=pad,
+                                    eos_token_id=tokenizer.eos_token_id,
                                     synced_gpus=shards_weights(accelerator))  # fmt: skip
         if decoder_only:
             output = output[:, prompt["input_ids"].shape[1] :]

@@ -34,6 +34,8 @@ class ModelSpec:
 
     family: str
     build_config: Callable[[ModelConfig, ModelShape], object]
+    check: Callable[[ModelConfig], None] | None = None
+    """Refuses, with a `ConfigError` when the config is read, model fields this architecture cannot build."""
 
 
 MODELS = Registry("model architecture")

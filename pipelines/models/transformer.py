@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import BertConfig, GPT2Config, LlamaConfig, ModernBertConfig, T5Config
 
-from pipelines.config import ModelConfig
+from pipelines.config import ConfigError, ModelConfig
 from pipelines.models import MODELS, ModelShape, ModelSpec
 
 
@@ -119,8 +119,22 @@ def t5_config(cfg: ModelConfig, shape: ModelShape) -> T5Config:
     )
 
 
-MODELS.register("gpt2", ModelSpec(family="causal", build_config=gpt2_config))
-MODELS.register("llama", ModelSpec(family="causal", build_config=llama_config))
-MODELS.register("bert", ModelSpec(family="masked", build_config=bert_config))
-MODELS.register("modernbert", ModelSpec(family="masked", build_config=modernbert_config))
-MODELS.register("t5", ModelSpec(family="seq2seq", build_config=t5_config))
+def check_heads(cfg: ModelConfig) -> None:
+    """Attention splits the width evenly across heads."""
+    if cfg.hidden_size % cfg.num_heads:
+        raise ConfigError(f"'model.num_heads' ({cfg.num_heads}) must divide 'model.hidden_size' ({cfg.hidden_size})")
+
+
+def check_t5(cfg: ModelConfig) -> None:
+    """Heads, and an untied head that transformers 5 cannot build for T5 (see `t5_config`)."""
+    check_heads(cfg)
+    if not cfg.tie_word_embeddings:
+        raise ConfigError("'model.tie_word_embeddings' is false, but transformers 5 always ties T5's output layer to "
+                          "its embeddings; remove the setting")  # fmt: skip
+
+
+MODELS.register("gpt2", ModelSpec(family="causal", build_config=gpt2_config, check=check_heads))
+MODELS.register("llama", ModelSpec(family="causal", build_config=llama_config, check=check_heads))
+MODELS.register("bert", ModelSpec(family="masked", build_config=bert_config, check=check_heads))
+MODELS.register("modernbert", ModelSpec(family="masked", build_config=modernbert_config, check=check_heads))
+MODELS.register("t5", ModelSpec(family="seq2seq", build_config=t5_config, check=check_t5))

@@ -82,4 +82,5 @@ def check_compatible(cfg: RunConfig) -> None:
         )
 
 
-from pipelines.objectives import classification, clm, instruct, mlm, seq2seq  # noqa: E402, F401
+# Registration order is the order configs list the valid names in.
+from pipelines.objectives import clm, mlm, classification, seq2seq, instruct  # noqa: E402, F401, I001

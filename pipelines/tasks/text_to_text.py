@@ -47,13 +47,16 @@ def build_text_to_text_task(cfg: RunConfig, accelerator) -> Task:
     set_seed(cfg.seed)
     model = init_model(cfg.model, export, auto_class_for(objective), tokenizer, cfg.data.block_size)
     out = Path(cfg.output_dir)
-    evaluate = partial(
-        evaluate_text_to_text, accelerator=accelerator, tokenizer=tokenizer, metrics=metrics,
-        decoder_only=decoder_only, num_beams=cfg.objective.num_beams, max_new_tokens=cfg.objective.max_new_tokens,
-        predictions_path=out / "predictions.jsonl", max_batches=cfg.train.eval_max_batches,
-    )  # fmt: skip
+    # One set of decoding settings: evaluation generates with them, and the export keeps them as its defaults.
     generation = {"do_sample": False, "top_k": None, "num_beams": cfg.objective.num_beams,
                   "max_new_tokens": cfg.objective.max_new_tokens}  # fmt: skip
+    if cfg.objective.no_repeat_ngram_size is not None:
+        generation["no_repeat_ngram_size"] = cfg.objective.no_repeat_ngram_size
+    evaluate = partial(
+        evaluate_text_to_text, accelerator=accelerator, tokenizer=tokenizer, metrics=metrics,
+        decoder_only=decoder_only, generation=generation, predictions_path=out / "predictions.jsonl",
+        max_batches=cfg.train.eval_max_batches,
+    )  # fmt: skip
     return Task(
         model=model,
         tokenizer=tokenizer,

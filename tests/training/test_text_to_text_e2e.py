@@ -169,6 +169,25 @@ def test_evaluate_scores_a_file_without_touching_the_runs_predictions(reversal_r
     assert (reversal_run / "predictions.jsonl").read_text() == own
 
 
+def test_no_repeat_ngram_size_reaches_the_evaluation_decoder(reversal_run, capsys):
+    """With `objective.no_repeat_ngram_size=1` no output repeats a token, so a target that repeats one can no longer
+    be matched, while the rest still are."""
+    main(["evaluate", str(reversal_run), "--output", str(reversal_run / "no_repeat.json"),
+          "--set", "objective.no_repeat_ngram_size=1"])  # fmt: skip
+    lines = [json.loads(line) for line in (reversal_run / "no_repeat" / "predictions.jsonl").read_text().splitlines()]
+    tokenizer = AutoTokenizer.from_pretrained(str(reversal_run / "final"))
+
+    def repeats_a_token(text: str) -> bool:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return len(set(ids)) < len(ids)
+
+    assert not any(repeats_a_token(line["prediction"]) for line in lines)
+    repeats = [line for line in lines if repeats_a_token(line["target"])]
+    distinct = [line for line in lines if line not in repeats]
+    assert repeats and not any(line["prediction"] == line["target"] for line in repeats)
+    assert sum(line["prediction"] == line["target"] for line in distinct) >= 0.9 * len(distinct)
+
+
 def test_templates_with_any_field_names_are_filled_by_name_or_by_position(reversal_run, tmp_path, capsys):
     export = tmp_path / "export"
     shutil.copytree(reversal_run / "final", export)
