@@ -27,6 +27,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedType, GradientAccumulationPlugin
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from pipelines.config import RunConfig, TrainConfig
 from pipelines.errors import PipelineError, TrainingInterrupted
@@ -308,7 +309,7 @@ def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, tra
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, tcfg.max_steps, accelerator.num_processes)
     wsd = next((f for f in getattr(scheduler, "lr_lambdas", []) if isinstance(f, WarmupStableDecay)), None)
-    train_loader, eval_loader = _loaders(tcfg, train_dataset, eval_dataset, train_collator, eval_collator)
+    train_loader, eval_loader = _loaders(tcfg, cfg.seed, train_dataset, eval_dataset, train_collator, eval_collator)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
     _check_loaders(tcfg, accelerator, train_dataset, train_loader, eval_loader)
@@ -347,13 +348,16 @@ def _check_options(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Mod
                             "shard; use DDP (configs/accelerate/multi_gpu.yaml)")  # fmt: skip
 
 
-def _loaders(tcfg: TrainConfig, train_dataset, eval_dataset, train_collator: Callable,
+def _loaders(tcfg: TrainConfig, seed: int, train_dataset, eval_dataset, train_collator: Callable,
              eval_collator: Callable) -> tuple[DataLoader, DataLoader | None]:  # fmt: skip
     streaming = isinstance(train_dataset, torch.utils.data.IterableDataset)  # shuffled by its own buffer
+    batch = tcfg.per_device_train_batch_size
+    grouped = LengthGroupedSampler(train_dataset, batch, seed) if tcfg.group_by_length else None
     train_loader = DataLoader(
         train_dataset,
-        batch_size=tcfg.per_device_train_batch_size,
-        shuffle=not streaming,
+        batch_size=batch,
+        shuffle=not streaming and grouped is None,
+        sampler=grouped,
         drop_last=True,
         collate_fn=train_collator,
         num_workers=tcfg.dataloader_num_workers,
@@ -361,6 +365,29 @@ def _loaders(tcfg: TrainConfig, train_dataset, eval_dataset, train_collator: Cal
     if eval_dataset is None:
         return train_loader, None
     return train_loader, DataLoader(eval_dataset, batch_size=tcfg.per_device_eval_batch_size, collate_fn=eval_collator)
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler):
+    """A shuffle whose batches hold examples of similar length (`train.group_by_length`): less padding per batch.
+
+    transformers' grouping (shuffle, cut into groups of 50 batches, sort each group by length), reseeded by
+    (seed, epoch) so that resume is exact. Length counts `input_ids` and, for text-to-text pairs, `labels`.
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int):
+        columns = [c for c in ("input_ids", "labels") if c in dataset.column_names]
+        self.lengths = [sum(len(row[c]) for c in columns) for row in dataset.select_columns(columns)]
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 def _check_loaders(tcfg: TrainConfig, accelerator: Accelerator, train_dataset, train_loader: DataLoader,
