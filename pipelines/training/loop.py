@@ -376,7 +376,8 @@ class LengthGroupedSampler(torch.utils.data.Sampler):
 
     def __init__(self, dataset, batch_size: int, seed: int):
         columns = [c for c in ("input_ids", "labels") if c in dataset.column_names]
-        self.lengths = [sum(len(row[c]) for c in columns) for row in dataset.select_columns(columns)]
+        rows = dataset.select_columns(columns)  # a classifier's labels are ints, a text-to-text pair's token lists
+        self.lengths = [sum(len(v) for v in row.values() if isinstance(v, list)) for row in rows]
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
 
     def set_epoch(self, epoch: int) -> None:

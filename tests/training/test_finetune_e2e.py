@@ -181,7 +181,9 @@ def test_finetuning_reaches_high_accuracy_and_keeps_label_names(arch, sentiment,
 
 def test_finetuning_from_a_pretrained_export(bert_run, sentiment, tmp_path, capsys):
     out = tmp_path / "from-bert"
-    results = finetune(load_config(None, finetune_overrides(sentiment, out, f"model.init_from={bert_run}")))
+    # batches grouped by length: integer class labels beside the token lists
+    overrides = finetune_overrides(sentiment, out, f"model.init_from={bert_run}", "train.group_by_length=true")
+    results = finetune(load_config(None, overrides))
     assert results["step"] == 120 and results["labels"] == ["negative", "positive"]
     assert "fine-tuned from" in (out / "final" / "README.md").read_text()
     check_export(out, sentiment["test"], capsys)
