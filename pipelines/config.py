@@ -238,6 +238,9 @@ class ObjectiveConfig:
     """Text-to-text evaluation: beams for generation (1: greedy)."""
     max_new_tokens: int = 64
     """Text-to-text evaluation: longest generated output."""
+    label_smoothing: float = 0.0
+    """Training loss only: the target distribution gives this share of its mass uniformly to the vocabulary (or the
+    classes), as in the Transformer's translation recipe (0.1); 0: plain cross-entropy. Evaluation losses stay plain."""
     no_repeat_ngram_size: int | None = None
     """Text-to-text generation (evaluation, and the export's default for `generate`): never repeat an n-gram of this
     many tokens (None: off). Small models decoding greedily fall into loops ("she was she was ..."); 3 stops them."""
@@ -624,6 +627,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"'objective.mlm_probability' must be in (0, 1), got {cfg.objective.mlm_probability}")
     if not 0.0 < cfg.objective.noise_density < 1.0:
         raise ConfigError(f"'objective.noise_density' must be in (0, 1), got {cfg.objective.noise_density}")
+    if not 0.0 <= cfg.objective.label_smoothing < 1.0:
+        raise ConfigError(f"'objective.label_smoothing' must be in [0, 1), got {cfg.objective.label_smoothing}")
     if cfg.objective.mean_span_length < 1:
         raise ConfigError(f"'objective.mean_span_length' must be at least 1, got {cfg.objective.mean_span_length}")
     if not 0.0 <= cfg.model.dropout < 1.0:

@@ -82,5 +82,18 @@ def check_compatible(cfg: RunConfig) -> None:
         )
 
 
+def training_loss(cfg: RunConfig) -> Callable | None:
+    """The loss the loop trains on, from (model outputs, batch): None for the model's own; with
+    `objective.label_smoothing`, transformers' `LabelSmoother` over the logits, shifted as the objective shifts
+    its labels."""
+    if not cfg.objective.label_smoothing:
+        return None
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    smoother = LabelSmoother(epsilon=cfg.objective.label_smoothing)
+    shift = OBJECTIVES.get(cfg.objective.name).shift_labels
+    return lambda outputs, batch: smoother(outputs, batch["labels"], shift_labels=shift)
+
+
 # Registration order is the order configs list the valid names in.
 from pipelines.objectives import clm, mlm, classification, seq2seq, instruct  # noqa: E402, F401, I001

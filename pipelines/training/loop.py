@@ -1,8 +1,9 @@
 """The one training loop, shared by every run kind (pretraining, fine-tuning, baselines).
 
 It knows nothing about model families or objectives: it gets a model whose `forward(**batch)`
-returns `.loss`, datasets, a collator and an evaluation function. Accelerate owns devices,
-distribution, mixed precision, gradient accumulation and checkpoint state.
+returns `.loss` (or a loss function over its outputs, e.g. label smoothing), datasets, a collator and an
+evaluation function. Accelerate owns devices, distribution, mixed precision, gradient accumulation and
+checkpoint state.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from pipelines.training.throughput import flops_per_token, measured_flops_per_to
 logger = get_logger(__name__)
 
 EvaluateFn = Callable[[torch.nn.Module, DataLoader], dict[str, float]]
+LossFn = Callable[[object, dict], torch.Tensor]
+"""(model outputs, batch) → the loss to train on, when it is not the model's own `.loss`."""
 
 
 def build_accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
@@ -261,6 +264,7 @@ class Run:
     bar: tqdm
     state: TrainState
     device_peak: float | None
+    loss_fn: LossFn | None
 
 
 def train(
@@ -273,6 +277,7 @@ def train(
     eval_collator: Callable,
     evaluate: EvaluateFn,
     resume: bool,
+    loss_fn: LossFn | None = None,
 ) -> tuple[dict, torch.nn.Module]:
     """Train for `cfg.train.max_steps` optimizer steps; returns the final evaluation and run statistics,
     and the prepared (possibly wrapped) model, which the export must use.
@@ -280,7 +285,8 @@ def train(
     With `train.early_stopping_patience`, training stops once the watched metric has not improved for
     that many evaluations, and the best weights seen are restored before returning.
     """
-    run = _start(cfg, accelerator, model, train_dataset, eval_dataset, train_collator, eval_collator, evaluate, resume)
+    run = _start(cfg, accelerator, model, train_dataset, eval_dataset, train_collator, eval_collator, evaluate, resume,
+                 loss_fn)  # fmt: skip
     state = run.state
     run.model.train()
     with stop_requests() as stop:
@@ -302,7 +308,8 @@ def train(
 
 
 def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, train_dataset, eval_dataset,
-           train_collator: Callable, eval_collator: Callable, evaluate: EvaluateFn, resume: bool) -> Run:  # fmt: skip
+           train_collator: Callable, eval_collator: Callable, evaluate: EvaluateFn, resume: bool,
+           loss_fn: LossFn | None) -> Run:  # fmt: skip
     """Check the options, build the optimizer, schedule and loaders, prepare them, and restore a checkpoint."""
     tcfg, out = cfg.train, Path(cfg.output_dir)
     _check_options(cfg, accelerator, model)
@@ -329,7 +336,7 @@ def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, tra
     device_peak = peak_flops(accelerator.device, accelerator.mixed_precision, tcfg.peak_flops)
     return Run(cfg, accelerator, model, optimizer, scheduler, wsd, train_loader, eval_loader, evaluate, metrics,
                stopper, ProgressWatch(saved.get("eval_losses")), Clock(saved["train_runtime"], state.tokens_seen),
-               bar, state, device_peak)  # fmt: skip
+               bar, state, device_peak, loss_fn)  # fmt: skip
 
 
 def _check_options(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module) -> None:
@@ -431,7 +438,8 @@ def _forward_backward(run: Run, batch: dict) -> None:
     if state.token_flops is None:  # counted before the step, while the gradients are still empty
         state.token_flops = _flops_per_token(accelerator.unwrap_model(run.model, keep_torch_compile=False), batch)
     with accelerator.accumulate(run.model):
-        loss = run.model(**batch).loss
+        outputs = run.model(**batch)
+        loss = outputs.loss if run.loss_fn is None else run.loss_fn(outputs, batch)
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_norm > 0:
             # The norm before clipping, logged: spikes and a steady climb are early signs of divergence.

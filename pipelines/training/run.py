@@ -16,6 +16,7 @@ from pipelines.config import RunConfig
 from pipelines.dir_lock import lock_directory
 from pipelines.disk import check_free_space
 from pipelines.errors import PipelineError
+from pipelines.objectives import training_loss
 from pipelines.training.checkpoint import ADAM_FACTOR, estimated_checkpoint_bytes
 from pipelines.training.export import export_final
 from pipelines.training.loop import EvaluateFn, build_accelerator, train
@@ -61,7 +62,7 @@ def run_task(cfg: RunConfig, build_task: Callable, overwrite: bool = False) -> d
 
         results, model = train(
             cfg, accelerator, task.model, task.train_dataset, task.eval_dataset,
-            task.train_collator, task.eval_collator, task.evaluate, resume,
+            task.train_collator, task.eval_collator, task.evaluate, resume, training_loss(cfg),
         )  # fmt: skip
         # Counted on the unprepared model: ZeRO-3 leaves placeholders in the prepared one.
         parameters = list(task.model.parameters())
