@@ -1,7 +1,8 @@
 """Does pretraining pay off? Self-pretraining on SST-2's own sentences, then fine-tuning on few labels.
 
 1. Pretraining text: the SST-2 training sentences with their labels dropped (`--with-builtin` adds the
-   built-in corpus); the pretraining objective is scored on the dev sentences' text (never trained on).
+   built-in corpus, `--extra-text` any text files); the pretraining objective is scored on the dev
+   sentences' text (never trained on).
 2. A tokenizer trained on that text (WordPiece for the BERT family, byte-level BPE for the GPT family).
 3. Pretraining (masked LM for `--family bert`, next-token LM for `--family gpt`) for `--pretrain-minutes`
    of training time; its warmup-stable-decay schedule ends on a finished decay at the budget.
@@ -90,6 +91,17 @@ def sentences(tsv: Path) -> list[str]:
         return [row["sentence"].strip() for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
 
 
+def extra_texts(paths: list[str]) -> list[str]:
+    """A .tsv's `sentence` column (e.g. SST-2's unlabelled test.tsv); any other file, one text per non-empty line."""
+    texts = []
+    for path in map(Path, paths):
+        if path.suffix == ".tsv":
+            texts += sentences(path)
+        else:
+            texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return texts
+
+
 def write_texts(path: Path, texts: list[str]) -> int:
     path.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
     return len(texts)
@@ -100,6 +112,7 @@ def run_pretraining(family: dict, args, work: Path) -> dict:
     set would leak: GLUE's SST-2 training examples are overlapping phrases of the same sentences.)"""
     sst2 = Path(args.sst2)
     texts = sentences(sst2 / "train.tsv") + ([d["text"] for d in iter_builtin_documents()] if args.with_builtin else [])
+    texts += extra_texts(args.extra_text)
     documents = write_texts(work / "corpus.jsonl", texts)
     write_texts(work / "dev-text.jsonl", sentences(sst2 / "dev.tsv"))
     base = [*PRETRAIN, *family["tokenizer"], *family["model"], *family["pretrain"],
@@ -182,6 +195,8 @@ def main() -> None:
     parser.add_argument("--sst2", default="data/sst2", help="folder with GLUE SST-2 train.tsv and dev.tsv")
     parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="training-time budget for pretraining")
     parser.add_argument("--with-builtin", action="store_true", help="add the built-in corpus to the pretraining text")
+    parser.add_argument("--extra-text", nargs="+", default=[], metavar="FILE",
+                        help="more pretraining text: a .tsv's 'sentence' column, else one text per line")  # fmt: skip
     parser.add_argument(
         "--labels",
         nargs="*",
@@ -196,6 +211,8 @@ def main() -> None:
     args = parser.parse_args()
     if not (Path(args.sst2) / "train.tsv").is_file():
         raise SystemExit(f"error: no SST-2 train.tsv in {args.sst2}")
+    if missing := [path for path in args.extra_text if not Path(path).is_file()]:
+        raise SystemExit(f"error: --extra-text: no such file: {', '.join(missing)}")
     if any(n != "all" and not n.isdigit() for n in args.labels):
         raise SystemExit(f"error: --labels takes counts or 'all', got {args.labels}")
 

@@ -73,6 +73,8 @@ def test_benchmark_low_label_writes_a_table_and_plot_for_each_model(tmp_path):
     for name, n in (("train.tsv", 120), ("dev.tsv", 40)):
         rows = [f"a {words[i % 2][i % 3]} film number {i}\t{i % 2}" for i in range(n)]
         (sst2 / name).write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    extra = tmp_path / "reviews.txt"
+    extra.write_text("".join(f"an unlabelled review {i}\n\n" for i in range(10)))  # blank lines are skipped
     tiny = [
         "train.max_steps=3",
         "train.eval_steps=3",
@@ -82,10 +84,12 @@ def test_benchmark_low_label_writes_a_table_and_plot_for_each_model(tmp_path):
     ]
     out = run_script("scripts/benchmark_low_label.py", "--family", "bert", "--sst2", str(sst2), "--labels", "20",
                      "all", "--seeds", "1", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+                     "--extra-text", str(extra), str(sst2 / "dev.tsv"),
                      *(x for s in tiny for x in ("--pretrain-set", s)),
                      *(x for s in tiny for x in ("--finetune-set", s)))  # fmt: skip
     rows = json_lines(out)
     assert rows[0]["pretraining"]["steps"] == 3 and "dev_text_token_accuracy" in rows[0]["pretraining"]
+    assert rows[0]["pretraining"]["documents"] == 120 + 10 + 40
     assert {(r["model"], r["labels"]) for r in rows[1:]} == {(m, n) for m in ("pretrained", "scratch", "textcnn")
                                                                for n in ("20", "all")}  # fmt: skip
     table = (tmp_path / "out" / "table.md").read_text()
