@@ -155,9 +155,10 @@ class ModelConfig:
     """Architecture and size of the model built from scratch."""
 
     arch: ArchName = "gpt2"
-    """`gpt2` (learned positions, GELU MLP, LayerNorm), `llama` (rotary, SwiGLU, RMSNorm), `bert` (encoder),
-    `modernbert` (pre-norm encoder: rotary, GeGLU, no biases), `t5` (encoder-decoder, v1.1 gated GELU);
-    baselines: `textcnn`, `bilstm` (classifiers), `lstm_lm`, `lstm_seq2seq` (encoder-decoder with attention)."""
+    """`gpt2` (learned positions, GELU MLP, LayerNorm), `llama` (rotary, SwiGLU, RMSNorm), `qwen3` (llama
+    with QK-norm), `bert` (encoder), `modernbert` (pre-norm encoder: rotary, GeGLU, no biases), `t5`
+    (encoder-decoder, v1.1 gated GELU); baselines: `textcnn`, `bilstm` (classifiers), `lstm_lm`, `lstm_seq2seq`
+    (encoder-decoder with attention)."""
     init_from: str | None = None
     """Fine-tuning: a run directory or export to start from (None: from scratch, shaped by the fields below)."""
     hidden_size: int = 128
@@ -169,9 +170,9 @@ class ModelConfig:
     num_heads: int = 4
     """Attention heads per block; must divide `hidden_size`."""
     intermediate_size: int | None = None
-    """MLP width (None: 4 x hidden for gpt2, 8/3 x hidden rounded to 64 for llama)."""
+    """MLP width (None: 4 x hidden for gpt2, 8/3 x hidden rounded to 64 for llama, qwen3)."""
     dropout: float = 0.0
-    """Dropout probability (gpt2: embeddings, attention and residual paths; llama: attention only)."""
+    """Dropout probability (gpt2: embeddings, attention and residual paths; llama, qwen3: attention only)."""
     max_position_embeddings: int | None = None
     """Longest sequence the model accepts (None: `data.block_size`)."""
     vocab_size: int | None = None

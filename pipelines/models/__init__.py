@@ -171,7 +171,7 @@ class LrScales:
     """Learning-rate multipliers an architecture needs under Adam, whose step size ignores a weight's scale."""
 
     queries: list
-    """The attention query matrices (t5, llama, bert; GPT-2 fuses q, k and v into one matrix)."""
+    """The attention query matrices (t5, llama, qwen3, bert; GPT-2 fuses q, k and v into one matrix)."""
     query: float = 1.0
     """Multiplier for `queries`."""
     embedding: float = 1.0
@@ -200,6 +200,7 @@ def lr_scales(model) -> LrScales:
 QUERY_WEIGHTS = {
     "t5": ("SelfAttention.q.weight", "EncDecAttention.q.weight"),
     "llama": ("self_attn.q_proj.weight",),
+    "qwen3": ("self_attn.q_proj.weight",),
     "bert": ("attention.self.query.weight",),
 }
 """model_type → name suffixes of its attention query matrices."""

@@ -10,6 +10,7 @@ from pipelines.errors import PipelineError
 TARGETS = {
     "gpt2": ["c_attn"],
     "llama": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"],
     "bert": ["query", "value"],
     "modernbert": ["Wqkv"],
     "t5": ["q", "v"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import BertConfig, GPT2Config, LlamaConfig, ModernBertConfig, T5Config
+from transformers import BertConfig, GPT2Config, LlamaConfig, ModernBertConfig, Qwen3Config, T5Config
 
 from pipelines.config import ConfigError, ModelConfig
 from pipelines.models import MODELS, ModelShape, ModelSpec
@@ -44,6 +44,25 @@ def llama_config(cfg: ModelConfig, shape: ModelShape) -> LlamaConfig:
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
         num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=shape.max_positions,
+        attention_dropout=cfg.dropout,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        **_special_ids(shape),
+    )
+
+
+def qwen3_config(cfg: ModelConfig, shape: ModelShape) -> Qwen3Config:
+    """Qwen3: Llama blocks plus RMSNorm on each head's queries and keys (QK-norm), which keeps attention logits
+    bounded so a higher learning rate stays stable: on tinyshakespeare in 95 s it beat Llama by 0.03 bits per
+    byte (README, "Benchmark")."""
+    return Qwen3Config(
+        vocab_size=shape.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=_gated_width(cfg),
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        head_dim=cfg.hidden_size // cfg.num_heads,  # Qwen3's default is 128 whatever the width
         max_position_embeddings=shape.max_positions,
         attention_dropout=cfg.dropout,
         tie_word_embeddings=cfg.tie_word_embeddings,
@@ -135,6 +154,7 @@ def check_t5(cfg: ModelConfig) -> None:
 
 MODELS.register("gpt2", ModelSpec(family="causal", build_config=gpt2_config, check=check_heads))
 MODELS.register("llama", ModelSpec(family="causal", build_config=llama_config, check=check_heads))
+MODELS.register("qwen3", ModelSpec(family="causal", build_config=qwen3_config, check=check_heads))
 MODELS.register("bert", ModelSpec(family="masked", build_config=bert_config, check=check_heads))
 MODELS.register("modernbert", ModelSpec(family="masked", build_config=modernbert_config, check=check_heads))
 MODELS.register("t5", ModelSpec(family="seq2seq", build_config=t5_config, check=check_t5))

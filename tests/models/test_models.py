@@ -72,7 +72,7 @@ def test_unknown_arch_in_build():
 # --------------------------------------------------------------------------- builders
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
+@pytest.fixture(scope="module", params=["gpt2", "llama", "qwen3"])
 def tiny_model(request):
     torch.manual_seed(0)
     cfg = _tiny(request.param)
@@ -190,7 +190,7 @@ def test_bert_masked_lm():
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert", "modernbert"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen3", "bert", "modernbert"])
 def test_config_updates_choose_the_classification_head(arch):
     cfg = _tiny(arch)
     shape = model_shape(cfg, FakeTokenizer(100, bos=0, eos=0, pad=1), block_size=16)

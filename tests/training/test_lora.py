@@ -123,6 +123,7 @@ def test_a_missing_peft_is_refused_before_any_work(gpt_export, sentiment, tmp_pa
     [
         ("gpt2", AutoModelForCausalLM, "attn.c_attn"),
         ("llama", AutoModelForCausalLM, "self_attn.q_proj"),
+        ("qwen3", AutoModelForCausalLM, "self_attn.q_proj"),
         ("bert", AutoModelForSequenceClassification, "attention.self.value"),
         ("modernbert", AutoModelForSequenceClassification, "attn.Wqkv"),
         ("t5", AutoModelForSeq2SeqLM, "EncDecAttention.q"),

@@ -23,7 +23,8 @@ from pipelines.training.optimizer import HIDDEN_MATRIX, MuonWithAdamW, build_opt
 from tests.training.test_distributed import launch_two, losses
 
 SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
-ARCHS = [("gpt2", AutoModelForCausalLM), ("llama", AutoModelForCausalLM), ("bert", AutoModelForMaskedLM),
+ARCHS = [("gpt2", AutoModelForCausalLM), ("llama", AutoModelForCausalLM), ("qwen3", AutoModelForCausalLM),
+         ("bert", AutoModelForMaskedLM),
          ("modernbert", AutoModelForMaskedLM), ("t5", AutoModelForSeq2SeqLM)]  # fmt: skip
 
 
