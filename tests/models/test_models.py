@@ -138,6 +138,19 @@ def test_dropout_reaches_the_model_config():
     assert llama.attention_dropout == 0.3
 
 
+def test_qwen3_normalises_each_heads_queries_and_keys_and_exports_plain(tmp_path):
+    cfg = _tiny("qwen3")
+    model = build_model(cfg, model_shape(cfg, FakeTokenizer(64), 8), AutoModelForCausalLM)
+    attention = model.model.layers[0].self_attn
+    assert model.config.head_dim == 16  # width / heads, not Qwen3's default of 128
+    assert attention.q_norm.weight.shape == attention.k_norm.weight.shape == (16,)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = torch.randint(0, 64, (2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, model.eval()(input_ids=ids).logits)
+
+
 def test_explicit_intermediate_size():
     for arch in ("gpt2", "llama"):
         cfg = _tiny(arch, intermediate_size=48)
