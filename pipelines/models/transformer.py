@@ -35,9 +35,9 @@ def gpt2_config(cfg: ModelConfig, shape: ModelShape) -> GPT2Config:
     )
 
 
-def llama_config(cfg: ModelConfig, shape: ModelShape) -> LlamaConfig:
-    """Llama: rotary positions, RMSNorm, SwiGLU MLP, no biases."""
-    return LlamaConfig(
+def _llama_fields(cfg: ModelConfig, shape: ModelShape) -> dict:
+    """The fields Llama and Qwen3 configs share."""
+    return dict(
         vocab_size=shape.vocab_size,
         hidden_size=cfg.hidden_size,
         intermediate_size=_gated_width(cfg),
@@ -49,25 +49,19 @@ def llama_config(cfg: ModelConfig, shape: ModelShape) -> LlamaConfig:
         tie_word_embeddings=cfg.tie_word_embeddings,
         **_special_ids(shape),
     )
+
+
+def llama_config(cfg: ModelConfig, shape: ModelShape) -> LlamaConfig:
+    """Llama: rotary positions, RMSNorm, SwiGLU MLP, no biases."""
+    return LlamaConfig(**_llama_fields(cfg, shape))
 
 
 def qwen3_config(cfg: ModelConfig, shape: ModelShape) -> Qwen3Config:
     """Qwen3: Llama blocks plus RMSNorm on each head's queries and keys (QK-norm), which keeps attention logits
     bounded so a higher learning rate stays stable: on tinyshakespeare, Muon at 2e-2 beat Llama's best (1e-2)
     by 0.03 bits per byte in 95 s (docs/benchmarks.md, "Third sweep")."""
-    return Qwen3Config(
-        vocab_size=shape.vocab_size,
-        hidden_size=cfg.hidden_size,
-        intermediate_size=_gated_width(cfg),
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_heads,
-        head_dim=cfg.hidden_size // cfg.num_heads,  # Qwen3's default is 128 whatever the width
-        max_position_embeddings=shape.max_positions,
-        attention_dropout=cfg.dropout,
-        tie_word_embeddings=cfg.tie_word_embeddings,
-        **_special_ids(shape),
-    )
+    # head_dim: Qwen3's default is 128 whatever the width
+    return Qwen3Config(**_llama_fields(cfg, shape), head_dim=cfg.hidden_size // cfg.num_heads)
 
 
 def bert_config(cfg: ModelConfig, shape: ModelShape) -> BertConfig:
