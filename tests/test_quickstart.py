@@ -16,7 +16,7 @@ def test_quickstart_trains_exports_and_samples(tmp_path, capsys, caplog):
     sets = [*TINY, "train.max_steps=20", "train.report_to=tensorboard"]
     main(["quickstart", "--output-dir", str(tmp_path / "qs"), *sum((["--set", s] for s in sets), [])])
     out = capsys.readouterr().out
-    assert "[1/3]" in out and "[2/3]" in out and "[3/3]" in out
+    assert "[1/3]" in out and "[2/3] pretraining a qwen3" in out and "[3/3]" in out
     assert all(f"--- sample {i}/3" in out for i in (1, 2, 3))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert not [w for w in warnings if "Removed shared tensor" in w or "`loss_type=None`" in w], warnings
@@ -32,6 +32,15 @@ def test_quickstart_trains_exports_and_samples(tmp_path, capsys, caplog):
     GradientState._reset_state()
     main(["quickstart", "--output-dir", str(tmp_path / "qs"), *sum((["--set", s] for s in sets), [])])
     assert capsys.readouterr().out.count("already trained; reusing it") == 2  # a finished quickstart is kept
+
+
+def test_the_quickstart_trains_the_tiny_presets_recipe():
+    from pipelines.cli import QUICKSTART_RECIPE
+
+    quickstart, preset = load_config(None, list(QUICKSTART_RECIPE)), load_config(REPO / "configs/gpt/tiny.yaml")
+    assert quickstart.model == preset.model
+    assert quickstart.optim == preset.optim and quickstart.optim.name == "muon"
+    assert quickstart.data.block_size == preset.data.block_size and quickstart.train.max_steps == preset.train.max_steps
 
 
 def test_bf16_autocast_trains_on_cpu(tiny_overrides):
