@@ -101,7 +101,7 @@ def test_benchmark_models_prints_a_throughput_row_per_config():
     out = run_script("scripts/benchmark_models.py", "--configs", "configs/gpt/tiny.yaml", "configs/t5/tiny.yaml",
                      "--steps", "2", "--batch-size", "2", "--modes", "fp32")  # fmt: skip
     rows = [line for line in out.splitlines() if line.startswith("| configs/")]
-    assert [r.split(" | ")[1] for r in rows] == ["gpt2", "t5"]
+    assert [r.split(" | ")[1] for r in rows] == ["qwen3", "t5"]
     assert all(float(r.split(" | ")[-1].strip(" |").replace(",", "")) > 0 for r in rows)
 
 
