@@ -36,9 +36,9 @@ from pipelines.models import build_model, model_shape  # noqa: E402
 from pipelines.objectives import OBJECTIVES, auto_class_for  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
 from pipelines.tokenization import load_tokenizer, train_and_save  # noqa: E402
-from pipelines.training.optimizer import build_optimizer  # noqa: E402
+from pipelines.training.optimizer import build_optimizer, cpu_computes_bfloat16  # noqa: E402
 
-# The best of the sweeps at a 95 s budget on 2 CPU cores (docs/benchmarks.md): Qwen3-style blocks (Llama's with
+# The best of the sweeps at 70-95 s budgets on 2 CPU cores (docs/benchmarks.md): Qwen3-style blocks (Llama's with
 # QK-norm), 3 layers of width 128, Muon at 2e-2 with a warmup-stable-decay schedule; any of it can be changed
 # with --set.
 DEFAULTS = [
@@ -63,6 +63,10 @@ DEFAULTS = [
     "train.eval_max_batches=null",
     "train.report_to=none",
 ]
+# bf16 autocast where the hardware computes bfloat16 natively: in 70 s (about the reference's time) it gave 5-42% more
+# steps and 0.015-0.045 bits per byte less than fp32 on each of 3 seeds (docs/benchmarks.md, "Fifth sweep");
+# where the CPU only emulates bfloat16 it would be slower, so fp32 stays there.
+PRECISION = "bf16" if torch.cuda.is_available() or cpu_computes_bfloat16() else "no"
 
 
 def split_file(text_file: Path, work: Path) -> tuple[Path, Path]:
@@ -76,7 +80,7 @@ def split_file(text_file: Path, work: Path) -> tuple[Path, Path]:
 
 
 def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
-    """Tokens/s of plain PyTorch: same model, optimizer, clipping and batches; nothing else."""
+    """Tokens/s of plain PyTorch: same model, optimizer, clipping, precision and batches; nothing else."""
     objective = OBJECTIVES.get(cfg.objective.name)
     set_seed(cfg.seed)
     model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class_for(objective))
@@ -96,7 +100,8 @@ def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
         except StopIteration:
             batches = iter(loader)
             batch = next(batches)
-        loss = model(**batch).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.mixed_precision == "bf16"):
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
         optimizer.step()
@@ -134,8 +139,8 @@ def main() -> None:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-gpt-"))
     work.mkdir(parents=True, exist_ok=True)
     train_file, valid_file = split_file(text, work)
-    base = [*DEFAULTS, f"data.path={train_file}", f"data.validation_path={valid_file}",
-            f"tokenizer.path={work / 'tokenizer'}", *args.overrides]  # fmt: skip
+    base = [*DEFAULTS, f"train.mixed_precision={PRECISION}", f"data.path={train_file}",
+            f"data.validation_path={valid_file}", f"tokenizer.path={work / 'tokenizer'}", *args.overrides]  # fmt: skip
     cfg = load_config(None, [*base, f"output_dir={work / 'run'}"])
     if not (work / "tokenizer" / "tokenizer.json").exists():
         train_and_save(cfg)
@@ -164,6 +169,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
 
     summary = {"text": str(text), "parameters": results["parameters"], "threads": torch.get_num_threads(),
+               "mixed_precision": cfg.train.mixed_precision,
                "torch": torch.__version__, "python": sys.version.split()[0]}  # fmt: skip
     for key in ("ratio", "reference_bits_per_char", "pipeline_bits_per_byte"):
         if key in rows[0]:

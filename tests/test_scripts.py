@@ -15,6 +15,7 @@ import sys
 import pytest
 import yaml
 
+from pipelines.training.optimizer import cpu_computes_bfloat16
 from tests.conftest import REPO
 from tests.test_docs_commands import PAGES, shell_lines
 
@@ -64,6 +65,7 @@ def test_benchmark_gpt_runs_the_reference_then_the_pipeline_for_its_time(shakesp
     summary = json.loads(out[out.rindex("\n{") :])
     assert summary["pipeline_tokens_per_s"] > 0 and summary["bare_pytorch_tokens_per_s"] > 0
     assert "pipeline_overhead_pct" in summary and "mean_ratio" in summary
+    assert summary["mixed_precision"] == ("bf16" if cpu_computes_bfloat16() else "no")
 
 
 def test_benchmark_low_label_writes_a_table_and_plot_for_each_model(tmp_path):

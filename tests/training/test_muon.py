@@ -96,7 +96,7 @@ def test_two_muon_processes_match_one(tiny_overrides, tmp_path):
 def test_orthogonalise_matches_torch_in_the_precision_the_cpu_computes_fast(native_bfloat16, monkeypatch):
     from pipelines.training import optimizer
 
-    monkeypatch.setattr(optimizer, "_cpu_computes_bfloat16", lambda: native_bfloat16)
+    monkeypatch.setattr(optimizer, "cpu_computes_bfloat16", lambda: native_bfloat16)
     assert optimizer.newton_schulz_dtype(torch.device("cpu")) == (torch.bfloat16 if native_bfloat16 else torch.float32)
     grad = torch.randn(64, 256, generator=torch.Generator().manual_seed(0))
     coefficients = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's defaults
