@@ -525,6 +525,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         return value
     if origin is Literal:
         choices = typing.get_args(tp)
+        if value is False and "no" in choices:  # YAML 1.1 reads a bare `no` (`mixed_precision: no`) as False
+            value = "no"
         if value not in choices:
             raise ConfigError(f"{source}: '{key}' is {value!r}; valid choices: {', '.join(repr(c) for c in choices)}")
         return value

@@ -4,8 +4,9 @@ For each seed: trains `reference_char_gpt.py` (the fixed yardstick), takes its w
 runs `pretrain` through the real pipeline with `train.max_runtime` set to that budget (its warmup-stable-decay
 schedule ends on a finished decay at the budget). Both hold out the last 10% of the file; the pipeline trains a
 byte-level BPE on the rest and reports bits per byte (= bits per character on ASCII text such as
-tinyshakespeare). Prints one row per seed and the mean ratio. Then it times a bare PyTorch loop (no
-accelerate, no logging) over the same model, optimizer and batches, and prints the pipeline's overhead.
+tinyshakespeare). Prints one row per seed and the mean ratio. A bare PyTorch loop (no accelerate, no
+logging) over the same model, optimizer and batches, timed just before and just after the last seed's run, gives
+the pipeline's overhead.
 
     python scripts/benchmark_gpt.py --text data/tinyshakespeare/input.txt --seeds 1 2 3
 """
@@ -79,9 +80,11 @@ def split_file(text_file: Path, work: Path) -> tuple[Path, Path]:
     return train, valid
 
 
-def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
+def bare_loop(cfg, steps: int, warmup: int = 5) -> float:
     """Tokens/s of plain PyTorch: same model, optimizer, clipping, precision and batches; nothing else."""
     objective = OBJECTIVES.get(cfg.objective.name)
+    tokenizer = load_tokenizer(cfg.tokenizer.path)
+    blocks = prepare_lm_data(cfg.data, cfg.seed, tokenizer, objective.packing(tokenizer)).blocks["train"]
     set_seed(cfg.seed)
     model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class_for(objective))
     model.train()
@@ -151,6 +154,8 @@ def main() -> None:
         budget = args.budget or reference["wall_s"]
         run_dir = work / f"run-seed{seed}"
         cfg = load_config(None, [*base, f"seed={seed}", f"output_dir={run_dir}", f"train.max_runtime={budget}"])
+        # The bare loop brackets the last run: the machine's speed can drift by 15% within minutes.
+        bare = [bare_loop(cfg, args.bare_steps)] if args.bare_steps and seed == args.seeds[-1] else []
         started = time.perf_counter()
         results = pretrain(cfg, overwrite=True)
         row = {"seed": seed}
@@ -175,22 +180,20 @@ def main() -> None:
         if key in rows[0]:
             summary[f"mean_{key}"] = round(statistics.mean(r[key] for r in rows), 4)
     if args.bare_steps:
-        summary.update(overhead(cfg, run_dir, args.bare_steps))
+        summary.update(overhead(run_dir, results, [*bare, bare_loop(cfg, args.bare_steps)]))
     print(json.dumps(summary, indent=2))
 
 
-def overhead(cfg, run_dir: Path, bare_steps: int) -> dict:
-    """The pipeline's median training tokens/s against the bare loop's over the same model and batches."""
-    tokenizer = load_tokenizer(cfg.tokenizer.path)
-    data = prepare_lm_data(cfg.data, cfg.seed, tokenizer, OBJECTIVES.get(cfg.objective.name).packing(tokenizer))
+def overhead(run_dir: Path, results: dict, bare: list[float]) -> dict:
+    """The last run's median training tokens/s against the mean of the bare loop's timings before and after it."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     window = [r["tokens_per_second"] for r in records if "tokens_per_second" in r][1:]  # skip warm-up window
-    pipeline_tps = statistics.median(window)
-    bare_tps = bare_loop(cfg, tokenizer, data.blocks["train"], steps=bare_steps)
+    pipeline_tps, bare_tps = statistics.median(window), statistics.mean(bare)
     return {
-        "bytes_per_token": round(data.bytes_per_token["validation"], 3),
+        "bytes_per_token": round(results["bytes_per_token"], 3),
         "pipeline_tokens_per_s": round(pipeline_tps),
         "bare_pytorch_tokens_per_s": round(bare_tps),
+        "bare_pytorch_tokens_per_s_before_after": [round(t) for t in bare],
         "pipeline_overhead_pct": round(100 * (bare_tps - pipeline_tps) / bare_tps, 2),
     }
 

@@ -185,6 +185,15 @@ def test_unknown_choice_lists_valid_choices():
         load_config(overrides=["model.arch=rnn"])
 
 
+def test_a_bare_no_is_the_choice_no_not_false(tmp_path):
+    # YAML 1.1 reads `no` as False; `accelerate config` and its users write `mixed_precision: no`.
+    assert load_config(overrides=["train.mixed_precision=no"]).train.mixed_precision == "no"
+    path = _write(tmp_path / "fp32.yaml", "train:\n  mixed_precision: no\n")
+    assert load_config(path).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match=r"'train\.mixed_precision' is True"):
+        load_config(overrides=["train.mixed_precision=yes"])
+
+
 def test_yaml_syntax_error_has_location(tmp_path):
     path = _write(tmp_path / "bad.yaml", "train:\n  max_steps: [1, 2\n  seed: 3\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml:\d+:\d+: YAML syntax error"):

@@ -65,6 +65,8 @@ def test_benchmark_gpt_runs_the_reference_then_the_pipeline_for_its_time(shakesp
     summary = json.loads(out[out.rindex("\n{") :])
     assert summary["pipeline_tokens_per_s"] > 0 and summary["bare_pytorch_tokens_per_s"] > 0
     assert "pipeline_overhead_pct" in summary and "mean_ratio" in summary
+    before, after = summary["bare_pytorch_tokens_per_s_before_after"]  # bracketing the last run
+    assert summary["bare_pytorch_tokens_per_s"] == pytest.approx((before + after) / 2, abs=1)
     assert summary["mixed_precision"] == ("bf16" if cpu_computes_bfloat16() else "no")
 
 
