@@ -37,6 +37,7 @@ from pipelines.models import build_model, model_shape  # noqa: E402
 from pipelines.objectives import OBJECTIVES, auto_class_for  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
 from pipelines.tokenization import load_tokenizer, train_and_save  # noqa: E402
+from pipelines.training.allocator import keep_freed_memory  # noqa: E402
 from pipelines.training.optimizer import build_optimizer, cpu_computes_bfloat16  # noqa: E402
 
 # The best of the sweeps at 70-95 s budgets on 2 CPU cores (docs/benchmarks.md): Qwen3-style blocks (Llama's with
@@ -134,6 +135,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
+    # The allocator setting pretrain applies on CPU, from the start: the reference and the bare loop, which run in
+    # this process too, then train with the same allocator on every seed.
+    keep_freed_memory()
     text = Path(args.text)
     if not args.reference and args.budget is None:
         raise SystemExit("error: --no-reference needs --budget")

@@ -33,6 +33,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from pipelines.config import RunConfig, TrainConfig
 from pipelines.errors import PipelineError, TrainingInterrupted
 from pipelines.evaluation import LOWER_IS_BETTER
+from pipelines.training.allocator import keep_freed_memory
 from pipelines.training.checkpoint import list_checkpoints, load_newest_checkpoint, save_checkpoint
 from pipelines.training.optimizer import WarmupStableDecay, build_optimizer, build_scheduler
 from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_flops, peak_memory_gb
@@ -313,6 +314,8 @@ def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, tra
     """Check the options, build the optimizer, schedule and loaders, prepare them, and restore a checkpoint."""
     tcfg, out = cfg.train, Path(cfg.output_dir)
     _check_options(cfg, accelerator, model)
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, tcfg.max_steps, accelerator.num_processes)
     wsd = next((f for f in getattr(scheduler, "lr_lambdas", []) if isinstance(f, WarmupStableDecay)), None)
