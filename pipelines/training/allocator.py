@@ -17,7 +17,9 @@ def keep_freed_memory() -> bool:
     step, so every step faults its memory in again page by page: a 3 x 128 GPT on 2 CPU cores took 15,000-21,000
     minor page faults per step, and runs 15-24% faster without them (docs/benchmarks.md, "Page faults"). Both
     settings are needed: either alone turns off glibc's adaptive thresholds and faults more. The cost is that the
-    process keeps its peak heap. PyTorch's CPU tuning guide recommends jemalloc or tcmalloc for the same reason;
+    process keeps its peak heap. Blocks over 32 MiB are still mapped each step; `MALLOC_MMAP_MAX_=0` in the
+    environment keeps those too, but then no thread but the main one can allocate over 64 MiB at once, so it is
+    left to the user. PyTorch's CPU tuning guide recommends jemalloc or tcmalloc for the same reason;
     this needs no install. Returns whether glibc took the settings (False elsewhere: the allocator is left alone).
     """
     if not sys.platform.startswith("linux"):
