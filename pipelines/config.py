@@ -189,6 +189,10 @@ class ModelConfig:
     """bilstm: how the sentence vector is read off the states (max/mean over time, or the final states)."""
     embeddings_from: str | None = None
     """Baselines: initialise the token embeddings from this export's input embeddings (same tokenizer)."""
+    attn_implementation: Literal["sdpa", "eager"] | None = None
+    """Transformers: how attention is computed, `sdpa` (PyTorch's fused kernels) or `eager` (matmuls and a softmax);
+    None: transformers' default (sdpa). On CPU in bf16 at short contexts eager is much the faster (docs/benchmarks.md,
+    "Attention on CPU"); not saved in the export."""
     attention: Literal["general", "dot", "bahdanau"] = "general"
     """lstm_seq2seq: how the decoder scores the source states (Luong's general or dot product, or Bahdanau's MLP)."""
     lora: LoraConfig | None = None

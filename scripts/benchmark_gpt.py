@@ -41,8 +41,9 @@ from pipelines.training.allocator import keep_freed_memory  # noqa: E402
 from pipelines.training.optimizer import build_optimizer, cpu_computes_bfloat16  # noqa: E402
 
 # The best of the sweeps at 70-95 s budgets on 2 CPU cores (docs/benchmarks.md): Qwen3-style blocks (Llama's with
-# QK-norm), 3 layers of width 128, Muon at 2e-2 with a warmup-stable-decay schedule; any of it can be changed
-# with --set.
+# QK-norm), 3 layers of width 128, Muon at 2e-2 with a warmup-stable-decay schedule, and weight decay 0.3 because
+# the run sees the training text five or six times and overfits from the third (the sixth sweep); any of it can be
+# changed with --set.
 DEFAULTS = [
     "tokenizer.vocab_size=2048",
     "data.source=files",
@@ -55,6 +56,7 @@ DEFAULTS = [
     "model.dropout=0.0",
     "optim.name=muon",
     "optim.learning_rate=2e-2",
+    "optim.weight_decay=0.3",
     "optim.warmup_steps=50",
     "optim.lr_scheduler_type=warmup_stable_decay",
     "train.per_device_train_batch_size=16",
@@ -69,6 +71,10 @@ DEFAULTS = [
 # steps and 0.015-0.045 bits per byte less than fp32 on each of 3 seeds (docs/benchmarks.md, "Fifth sweep");
 # where the CPU only emulates bfloat16 it would be slower, so fp32 stays there.
 PRECISION = "bf16" if torch.cuda.is_available() or cpu_computes_bfloat16() else "no"
+# In bf16 on a CPU, PyTorch's fused attention is slow to differentiate at this context: eager attention gave 26-66%
+# more steps in 70 s and won on each of 3 seeds (docs/benchmarks.md, "Sixth sweep"); in fp32 and on GPUs the fused
+# kernel is the faster one.
+ATTENTION = "eager" if PRECISION == "bf16" and not torch.cuda.is_available() else "sdpa"
 
 
 def split_file(text_file: Path, work: Path) -> tuple[Path, Path]:
@@ -144,7 +150,8 @@ def main() -> None:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-gpt-"))
     work.mkdir(parents=True, exist_ok=True)
     train_file, valid_file = split_file(text, work)
-    base = [*DEFAULTS, f"train.mixed_precision={PRECISION}", f"data.path={train_file}",
+    base = [*DEFAULTS, f"train.mixed_precision={PRECISION}", f"model.attn_implementation={ATTENTION}",
+            f"data.path={train_file}",
             f"data.validation_path={valid_file}", f"tokenizer.path={work / 'tokenizer'}", *args.overrides]  # fmt: skip
     cfg = load_config(None, [*base, f"output_dir={work / 'run'}"])
     if not (work / "tokenizer" / "tokenizer.json").exists():
@@ -180,7 +187,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
 
     summary = {"text": str(text), "parameters": results["parameters"], "threads": torch.get_num_threads(),
-               "mixed_precision": cfg.train.mixed_precision,
+               "mixed_precision": cfg.train.mixed_precision, "attn_implementation": cfg.model.attn_implementation,
                "torch": torch.__version__, "python": sys.version.split()[0]}  # fmt: skip
     for key in ("ratio", "reference_bits_per_char", "pipeline_bits_per_byte"):
         if key in rows[0]:

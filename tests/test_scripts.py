@@ -68,6 +68,7 @@ def test_benchmark_gpt_runs_the_reference_then_the_pipeline_for_its_time(shakesp
     before, after = summary["bare_pytorch_tokens_per_s_before_after"]  # bracketing the last run
     assert summary["bare_pytorch_tokens_per_s"] == pytest.approx((before + after) / 2, abs=1)
     assert summary["mixed_precision"] == ("bf16" if cpu_computes_bfloat16() else "no")
+    assert summary["attn_implementation"] == ("eager" if cpu_computes_bfloat16() else "sdpa")  # no GPU in the tests
 
 
 def test_benchmark_low_label_writes_a_table_and_plot_for_each_model(tmp_path):

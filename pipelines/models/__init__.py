@@ -63,7 +63,12 @@ def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_update
     """A freshly initialised model of architecture `cfg.arch` with the head of `auto_class`."""
     config = _fresh_config(cfg, shape, auto_class)
     config.update(config_updates)
-    return auto_class.from_config(config)
+    return auto_class.from_config(config, **attention(cfg))
+
+
+def attention(cfg: ModelConfig) -> dict:
+    """The `attn_implementation` argument transformers' loaders take, where the config chooses one."""
+    return {} if cfg.attn_implementation is None else {"attn_implementation": cfg.attn_implementation}
 
 
 def _fresh_config(cfg: ModelConfig, shape: ModelShape, auto_class):
@@ -134,7 +139,7 @@ def new_token_limit(config, prompt_length: int, wanted: int) -> int:
 def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, block_size: int, **config_updates):
     """The run's starting model: loaded from `export` when fine-tuning or continuing, else built fresh."""
     if export is not None:
-        model = load_pretrained(str(export), auto_class, tokenizer, block_size, **config_updates)
+        model = load_pretrained(str(export), auto_class, tokenizer, block_size, **config_updates, **attention(cfg))
         if cfg.lora is None:
             return model
         from pipelines.models.lora import add_lora

@@ -31,7 +31,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from pipelines.config import ModelConfig
+from pipelines.config import ConfigError, ModelConfig
 from pipelines.models import MODELS, ModelShape, ModelSpec
 
 # --------------------------------------------------------------------------- configs
@@ -492,7 +492,14 @@ AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClass
 AutoModelForCausalLM.register(LSTMLMConfig, LSTMForCausalLM)
 AutoModelForSeq2SeqLM.register(LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration)
 
-MODELS.register("textcnn", ModelSpec(family="classifier", build_config=textcnn_config))
-MODELS.register("bilstm", ModelSpec(family="classifier", build_config=bilstm_config))
-MODELS.register("lstm_lm", ModelSpec(family="causal", build_config=lstm_lm_config))
-MODELS.register("lstm_seq2seq", ModelSpec(family="seq2seq", build_config=lstm_seq2seq_config))
+
+def check_baseline(cfg: ModelConfig) -> None:
+    """The baselines have no self-attention to choose a kernel for (lstm_seq2seq's is `model.attention`)."""
+    if cfg.attn_implementation is not None:
+        raise ConfigError(f"'model.attn_implementation' is for transformers, not the '{cfg.arch}' baseline; remove it")
+
+
+MODELS.register("textcnn", ModelSpec(family="classifier", build_config=textcnn_config, check=check_baseline))
+MODELS.register("bilstm", ModelSpec(family="classifier", build_config=bilstm_config, check=check_baseline))
+MODELS.register("lstm_lm", ModelSpec(family="causal", build_config=lstm_lm_config, check=check_baseline))
+MODELS.register("lstm_seq2seq", ModelSpec(family="seq2seq", build_config=lstm_seq2seq_config, check=check_baseline))

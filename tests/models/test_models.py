@@ -16,7 +16,7 @@ from transformers import (
 
 from pipelines.config import ConfigError, ModelConfig, load_config
 from pipelines.errors import PipelineError
-from pipelines.models import MODELS, ModelShape, build_model, model_shape
+from pipelines.models import MODELS, ModelShape, build_model, init_model, model_shape
 
 
 class FakeTokenizer:
@@ -227,3 +227,29 @@ def test_each_architecture_checks_only_its_own_fields():
     cfg = load_config(overrides=["model.arch=lstm_seq2seq", "model.attention=bahdanau", "objective.name=seq2seq"])
     shape = ModelShape(vocab_size=64, max_positions=16, bos_token_id=1, eos_token_id=1, pad_token_id=0)
     assert build_model(cfg.model, shape, AutoModelForSeq2SeqLM).config.attention_type == "bahdanau"
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "bert"])
+def test_eager_attention_computes_what_sdpa_does_and_is_not_exported(arch, tmp_path):
+    auto_class = AutoModelForCausalLM if arch == "qwen3" else AutoModelForMaskedLM
+    shape = model_shape(_tiny(arch), FakeTokenizer(64), 8)
+    torch.manual_seed(0)
+    eager = build_model(_tiny(arch, attn_implementation="eager"), shape, auto_class).eval()
+    torch.manual_seed(0)
+    fused = build_model(_tiny(arch), shape, auto_class).eval()
+    assert (eager.config._attn_implementation, fused.config._attn_implementation) == ("eager", "sdpa")
+    ids = torch.randint(0, 64, (2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(eager(input_ids=ids).logits, fused(input_ids=ids).logits)
+    eager.save_pretrained(tmp_path)
+    assert "attn" not in (tmp_path / "config.json").read_text()  # the export loads with the reader's default
+    assert auto_class.from_pretrained(tmp_path).config._attn_implementation == "sdpa"
+    tuned = init_model(_tiny(arch, attn_implementation="eager"), tmp_path, auto_class, FakeTokenizer(64), 8)
+    assert tuned.config._attn_implementation == "eager"  # fine-tuning an export takes the setting too
+
+
+def test_attention_implementation_is_refused_for_baselines():
+    with pytest.raises(ConfigError, match="'model.attn_implementation' is for transformers, not the 'lstm_lm'"):
+        load_config(overrides=["model.arch=lstm_lm", "model.attn_implementation=eager"])
+    with pytest.raises(ConfigError, match="'model.attn_implementation' is 'flash'; valid choices"):
+        load_config(overrides=["model.attn_implementation=flash"])
