@@ -35,7 +35,7 @@ from pipelines.errors import PipelineError, TrainingInterrupted
 from pipelines.evaluation import LOWER_IS_BETTER
 from pipelines.training.allocator import keep_freed_memory
 from pipelines.training.checkpoint import list_checkpoints, load_newest_checkpoint, save_checkpoint
-from pipelines.training.optimizer import WarmupStableDecay, build_optimizer, build_scheduler
+from pipelines.training.optimizer import WarmupStableDecay, build_optimizer, build_scheduler, cpu_computes_bfloat16
 from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_flops, peak_memory_gb
 
 logger = get_logger(__name__)
@@ -99,6 +99,12 @@ def _supported_precision(cfg: TrainConfig) -> str | None:
         supported = torch.cuda.is_bf16_supported()
     else:
         supported = not torch.accelerator.is_available() and torch.backends.mkldnn.is_available()
+        if supported and not cpu_computes_bfloat16():  # oneDNN then converts to fp32 and back around every op
+            warnings.warn(
+                "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so bf16 autocast is emulated "
+                "and may be slower than fp32 (train.mixed_precision=no); time a few steps of each",
+                stacklevel=2,
+            )
     if supported:
         return cfg.mixed_precision
     if cfg.mixed_precision_fallback:

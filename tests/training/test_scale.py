@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,20 @@ def test_bf16_where_unsupported_refuses_or_falls_back(monkeypatch):
     fallback = load_config(None, ["train.mixed_precision=bf16", "train.mixed_precision_fallback=true"]).train
     with pytest.warns(UserWarning, match="training in fp32"):
         assert loop._supported_precision(fallback) == "no"
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns(monkeypatch):
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    bf16 = load_config(None, ["train.mixed_precision=bf16"]).train
+    monkeypatch.setattr(loop, "cpu_computes_bfloat16", lambda: False)
+    with pytest.warns(UserWarning, match="no bfloat16 instructions"):
+        assert loop._supported_precision(bf16) == "bf16"
+    monkeypatch.setattr(loop, "cpu_computes_bfloat16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loop._supported_precision(bf16) == "bf16"
 
 
 def test_torch_compile_trains_and_exports(tiny_overrides, tmp_path):
