@@ -276,7 +276,8 @@ class OptimConfig:
     """Decay after warmup. `warmup_stable_decay` holds the peak rate and decays (1 - sqrt) over the last
     `decay_fraction` of `train.max_steps`: the run can be extended, or stopped early, with little lost."""
     decay_fraction: float = 0.2
-    """`warmup_stable_decay`: fraction of `train.max_steps` spent decaying to zero."""
+    """`warmup_stable_decay`: fraction of `train.max_steps` (or of `train.max_runtime`, then below 1) spent decaying
+    to zero."""
     warmup_steps: int = 30
     """Linear warmup, in optimizer steps."""
     max_grad_norm: float = 1.0
@@ -623,6 +624,13 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"'optim.muon_momentum' must be in [0, 1), got {cfg.optim.muon_momentum}")
     if not 0.0 < cfg.optim.decay_fraction <= 1.0:
         raise ConfigError(f"'optim.decay_fraction' must be in (0, 1], got {cfg.optim.decay_fraction}")
+    wsd = cfg.optim.lr_scheduler_type == "warmup_stable_decay"
+    if wsd and cfg.train.max_runtime is not None and cfg.optim.decay_fraction == 1.0:
+        # The decay's length comes from the steps per second of the stable phase before it.
+        raise ConfigError(
+            "'optim.decay_fraction' must be below 1 with 'train.max_runtime': a time-budgeted "
+            "warmup-stable-decay run times its stable phase to plan the decay"
+        )
     if cfg.optim.warmup_steps < 0:
         raise ConfigError(f"'optim.warmup_steps' must be >= 0, got {cfg.optim.warmup_steps}")
     for key in ("adam_beta1", "adam_beta2"):

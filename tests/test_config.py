@@ -241,6 +241,10 @@ def test_config_error_is_pipeline_error():
         (["model.max_position_embeddings=64", "data.block_size=128"], r"'model\.max_position_embeddings' \(64\)"),
         (["objective.mlm_probability=0"], r"'objective\.mlm_probability' must be in \(0, 1\), got 0"),
         (["objective.mlm_probability=1"], r"'objective\.mlm_probability' must be in \(0, 1\)"),
+        (
+            ["optim.lr_scheduler_type=warmup_stable_decay", "optim.decay_fraction=1", "train.max_runtime=60"],
+            r"'optim\.decay_fraction' must be below 1 with 'train\.max_runtime'",
+        ),
     ],
 )
 def test_range_checks(overrides, pattern):
