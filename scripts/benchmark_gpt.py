@@ -14,12 +14,14 @@ the pipeline's overhead.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,6 +89,14 @@ def split_file(text_file: Path, work: Path) -> tuple[Path, Path]:
     return train, valid
 
 
+def tokenizer_dir(work: Path, train_file: Path, overrides: list[str]) -> Path:
+    """Where the run's tokenizer is kept in `work`: one per training text and tokenizer setting, so that a reused
+    --work-dir never trains with a tokenizer made for another text or vocabulary size."""
+    settings = {k: v for k, v in asdict(load_config(None, overrides).tokenizer).items() if k != "path"}
+    digest = hashlib.sha256(train_file.read_bytes() + json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return work / f"tokenizer-{digest[:12]}"
+
+
 def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
     """Tokens/s of plain PyTorch: same model, optimizer, clipping, precision and batches; nothing else."""
     objective = OBJECTIVES.get(cfg.objective.name)
@@ -151,10 +161,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     train_file, valid_file = split_file(text, work)
     base = [*DEFAULTS, f"train.mixed_precision={PRECISION}", f"model.attn_implementation={ATTENTION}",
-            f"data.path={train_file}",
-            f"data.validation_path={valid_file}", f"tokenizer.path={work / 'tokenizer'}", *args.overrides]  # fmt: skip
+            f"data.path={train_file}", f"data.validation_path={valid_file}"]  # fmt: skip
+    base = [*base, f"tokenizer.path={tokenizer_dir(work, train_file, [*base, *args.overrides])}", *args.overrides]
     cfg = load_config(None, [*base, f"output_dir={work / 'run'}"])
-    if not (work / "tokenizer" / "tokenizer.json").exists():
+    if not (Path(cfg.tokenizer.path) / "tokenizer.json").exists():
         train_and_save(cfg)
 
     rows = []

@@ -15,6 +15,7 @@ import sys
 import pytest
 import yaml
 
+from pipelines.tokenization import load_tokenizer
 from pipelines.training.optimizer import cpu_computes_bfloat16
 from tests.conftest import REPO
 from tests.test_docs_commands import PAGES, shell_lines
@@ -69,6 +70,15 @@ def test_benchmark_gpt_runs_the_reference_then_the_pipeline_for_its_time(shakesp
     assert summary["bare_pytorch_tokens_per_s"] == pytest.approx((before + after) / 2, abs=1)
     assert summary["mixed_precision"] == ("bf16" if cpu_computes_bfloat16() else "no")
     assert summary["attn_implementation"] == ("eager" if cpu_computes_bfloat16() else "sdpa")  # no GPU in the tests
+
+
+def test_benchmark_gpt_keeps_a_tokenizer_per_setting_in_a_reused_work_dir(shakespeare, tmp_path):
+    work = tmp_path / "work"
+    for vocab in (300, 280, 300):
+        run_script("scripts/benchmark_gpt.py", "--text", str(shakespeare), "--no-reference", "--budget", "1",
+                   "--bare-steps", "0", "--work-dir", str(work), "--set", f"tokenizer.vocab_size={vocab}")  # fmt: skip
+    sizes = sorted(len(load_tokenizer(path)) for path in work.glob("tokenizer-*"))
+    assert sizes == [280, 300]  # the third run reused the first one's tokenizer
 
 
 def test_benchmark_low_label_writes_a_table_and_plot_for_each_model(tmp_path):
