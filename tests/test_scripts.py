@@ -70,6 +70,9 @@ def test_benchmark_gpt_runs_the_reference_then_the_pipeline_for_its_time(shakesp
     assert summary["bare_pytorch_tokens_per_s"] == pytest.approx((before + after) / 2, abs=1)
     assert summary["mixed_precision"] == ("bf16" if cpu_computes_bfloat16() else "no")
     assert summary["attn_implementation"] == ("eager" if cpu_computes_bfloat16() else "sdpa")  # no GPU in the tests
+    train, valid = ((tmp_path / "work" / name).read_text() for name in ("train.txt", "valid.txt"))
+    text = shakespeare.read_text()
+    assert train + valid == text and len(train) == int(0.9 * len(text))  # the reference's own cut
 
 
 def test_benchmark_gpt_keeps_a_tokenizer_per_setting_in_a_reused_work_dir(shakespeare, tmp_path):
