@@ -161,9 +161,10 @@ def main() -> None:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-gpt-"))
     work.mkdir(parents=True, exist_ok=True)
     train_file, valid_file = split_file(text, work)
-    base = [*DEFAULTS, f"train.mixed_precision={PRECISION}", f"model.attn_implementation={ATTENTION}",
-            f"data.path={train_file}", f"data.validation_path={valid_file}"]  # fmt: skip
-    base = [*base, f"tokenizer.path={tokenizer_dir(work, train_file, [*base, *args.overrides])}", *args.overrides]
+    recipe = [*DEFAULTS, f"train.mixed_precision={PRECISION}", f"model.attn_implementation={ATTENTION}",
+              f"data.path={train_file}", f"data.validation_path={valid_file}"]  # fmt: skip
+    tokenizer_path = tokenizer_dir(work, train_file, [*recipe, *args.overrides])
+    base = [*recipe, f"tokenizer.path={tokenizer_path}", *args.overrides]  # an explicit tokenizer.path still wins
     cfg = load_config(None, [*base, f"output_dir={work / 'run'}"])
     if not (Path(cfg.tokenizer.path) / "tokenizer.json").exists():
         train_and_save(cfg)
