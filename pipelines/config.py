@@ -173,6 +173,10 @@ class ModelConfig:
     """MLP width (None: 4 x hidden for gpt2, 8/3 x hidden rounded to 64 for llama, qwen3)."""
     dropout: float = 0.0
     """Dropout probability (gpt2: embeddings, attention and residual paths; llama, qwen3: attention only)."""
+    residual_dropout: float = 0.0
+    """llama, qwen3: dropout on each block's attention and MLP outputs before they join the residual stream (GPT-2's
+    `resid_pdrop`, which transformers' Llama-style blocks lack). On tinyshakespeare, which the benchmark's minute of
+    training reads five or six times, 0.15 beat none on each of 3 seeds (docs/benchmarks.md, "Ninth sweep")."""
     max_position_embeddings: int | None = None
     """Longest sequence the model accepts (None: `data.block_size`)."""
     vocab_size: int | None = None
@@ -648,6 +652,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"'objective.mean_span_length' must be at least 1, got {cfg.objective.mean_span_length}")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
+    if not 0.0 <= cfg.model.residual_dropout < 1.0:
+        raise ConfigError(f"'model.residual_dropout' must be in [0, 1), got {cfg.model.residual_dropout}")
 
 
 def _check_mixture(cfg: RunConfig) -> None:
@@ -678,6 +684,9 @@ def _check_architecture(model: ModelConfig) -> None:
     spec = importlib.import_module("pipelines.models").MODELS.get(model.arch)
     if spec.check is not None:
         spec.check(model)
+    if model.residual_dropout and not spec.residual_dropout:
+        raise ConfigError(f"'model.residual_dropout' is for llama and qwen3; '{model.arch}' drops its residual paths "
+                          "with 'model.dropout'")  # fmt: skip
     if model.attention != "general" and model.arch != "lstm_seq2seq":
         raise ConfigError(f"'model.attention' is for lstm_seq2seq, not '{model.arch}'")
 

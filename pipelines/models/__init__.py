@@ -6,11 +6,13 @@ one architecture entry serves pretraining and fine-tuning, and every export load
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from pipelines.config import ModelConfig
 from pipelines.errors import PipelineError
@@ -36,6 +38,9 @@ class ModelSpec:
     build_config: Callable[[ModelConfig, ModelShape], object]
     check: Callable[[ModelConfig], None] | None = None
     """Refuses, with a `ConfigError` when the config is read, model fields this architecture cannot build."""
+    residual_dropout: bool = False
+    """Whether `model.residual_dropout` applies: Llama-style blocks, whose attention and MLP output projections
+    (`o_proj`, `down_proj`) have no dropout of their own."""
 
 
 MODELS = Registry("model architecture")
@@ -63,7 +68,27 @@ def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_update
     """A freshly initialised model of architecture `cfg.arch` with the head of `auto_class`."""
     config = _fresh_config(cfg, shape, auto_class)
     config.update(config_updates)
-    return auto_class.from_config(config, **attention(cfg))
+    return add_residual_dropout(auto_class.from_config(config, **attention(cfg)), cfg.residual_dropout)
+
+
+def add_residual_dropout(model, p: float):
+    """Drop each block's attention and MLP outputs with probability `p` before they join the residual stream.
+
+    Forward hooks on the output projections, not new modules: the weights, the export and evaluation (the hooks
+    act only in training mode) stay those of the plain transformers model."""
+    if not p:
+        return model
+    projections = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in ("o_proj", "down_proj")]
+    if not projections:
+        raise PipelineError(f"model.residual_dropout needs Llama-style blocks (o_proj, down_proj); a "
+                            f"'{model.config.model_type}' model has none")  # fmt: skip
+    for module in projections:
+        module.register_forward_hook(functools.partial(_drop_output, p))
+    return model
+
+
+def _drop_output(p: float, module: torch.nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+    return F.dropout(output, p, module.training)
 
 
 def attention(cfg: ModelConfig) -> dict:
@@ -140,11 +165,11 @@ def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, blo
     """The run's starting model: loaded from `export` when fine-tuning or continuing, else built fresh."""
     if export is not None:
         model = load_pretrained(str(export), auto_class, tokenizer, block_size, **config_updates, **attention(cfg))
-        if cfg.lora is None:
-            return model
-        from pipelines.models.lora import add_lora
+        if cfg.lora is not None:
+            from pipelines.models.lora import add_lora
 
-        return add_lora(model, cfg.lora, auto_class)
+            model = add_lora(model, cfg.lora, auto_class)
+        return add_residual_dropout(model, cfg.residual_dropout)  # after LoRA: the adapters' output is dropped too
     model = build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
     if cfg.embeddings_from:
         copy_input_embeddings(resolve_export(cfg.embeddings_from), model, tokenizer)

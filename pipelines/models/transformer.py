@@ -147,8 +147,8 @@ def check_t5(cfg: ModelConfig) -> None:
 
 
 MODELS.register("gpt2", ModelSpec(family="causal", build_config=gpt2_config, check=check_heads))
-MODELS.register("llama", ModelSpec(family="causal", build_config=llama_config, check=check_heads))
-MODELS.register("qwen3", ModelSpec(family="causal", build_config=qwen3_config, check=check_heads))
+MODELS.register("llama", ModelSpec("causal", llama_config, check=check_heads, residual_dropout=True))
+MODELS.register("qwen3", ModelSpec("causal", qwen3_config, check=check_heads, residual_dropout=True))
 MODELS.register("bert", ModelSpec(family="masked", build_config=bert_config, check=check_heads))
 MODELS.register("modernbert", ModelSpec(family="masked", build_config=modernbert_config, check=check_heads))
 MODELS.register("t5", ModelSpec(family="seq2seq", build_config=t5_config, check=check_t5))

@@ -138,6 +138,40 @@ def test_dropout_reaches_the_model_config():
     assert llama.attention_dropout == 0.3
 
 
+def test_residual_dropout_drops_each_blocks_outputs_in_training_only(tmp_path):
+    shape = model_shape(ModelConfig(), FakeTokenizer(64), 8)
+    torch.manual_seed(0)
+    plain = build_model(_tiny("qwen3"), shape, AutoModelForCausalLM).eval()
+    torch.manual_seed(0)
+    dropped = build_model(_tiny("qwen3", residual_dropout=0.5), shape, AutoModelForCausalLM)
+    hooked = sorted(name for name, m in dropped.named_modules() if m._forward_hooks)
+    assert hooked == [f"model.layers.{i}.{p}" for i in range(2) for p in ("mlp.down_proj", "self_attn.o_proj")]
+    seen = []  # registered after the dropout hook, so it sees the dropped output
+    projection = dropped.model.layers[0].self_attn.o_proj
+    projection.register_forward_hook(lambda m, args, out: seen.append((F.linear(args[0], m.weight), out)))
+    ids = torch.randint(0, 64, (4, 8))
+    with torch.no_grad():
+        dropped.train()(input_ids=ids)
+        raw, out = seen[-1]
+        kept = out != 0
+        assert 0.35 < kept.float().mean() < 0.65
+        torch.testing.assert_close(out[kept], 2 * raw[kept])  # inverted dropout: survivors scaled by 1 / (1 - p)
+        torch.testing.assert_close(dropped.eval()(input_ids=ids).logits, plain(input_ids=ids).logits)
+    dropped.save_pretrained(tmp_path)
+    assert "residual" not in (tmp_path / "config.json").read_text()  # the export is a plain Qwen3
+
+
+def test_residual_dropout_is_for_llama_style_blocks(tmp_path):
+    with pytest.raises(ConfigError, match="'model.residual_dropout' is for llama and qwen3; 'gpt2'"):
+        load_config(overrides=["model.arch=gpt2", "model.residual_dropout=0.1"])
+    with pytest.raises(ConfigError, match=r"'model.residual_dropout' must be in \[0, 1\)"):
+        load_config(overrides=["model.arch=qwen3", "model.residual_dropout=1.0"])
+    shape = model_shape(ModelConfig(), FakeTokenizer(64), 8)
+    build_model(_tiny("gpt2"), shape, AutoModelForCausalLM).save_pretrained(tmp_path)
+    with pytest.raises(PipelineError, match="needs Llama-style blocks .* a 'gpt2' model has none"):
+        init_model(_tiny("qwen3", residual_dropout=0.1), tmp_path, AutoModelForCausalLM, FakeTokenizer(64), 8)
+
+
 def test_qwen3_normalises_each_heads_queries_and_keys_and_exports_plain(tmp_path):
     cfg = _tiny("qwen3")
     model = build_model(cfg, model_shape(cfg, FakeTokenizer(64), 8), AutoModelForCausalLM)
