@@ -176,7 +176,8 @@ class ModelConfig:
     residual_dropout: float = 0.0
     """llama, qwen3: dropout on each block's attention and MLP outputs before they join the residual stream (GPT-2's
     `resid_pdrop`, which transformers' Llama-style blocks lack). On tinyshakespeare, which the benchmark's minute of
-    training reads five or six times, 0.15 beat none on each of 3 seeds (docs/benchmarks.md, "Ninth sweep")."""
+    training reads five or six times, 0.15 with weight decay 0.2 beat weight decay 0.3 alone on each of 3 seeds
+    (docs/benchmarks.md, "Ninth sweep")."""
     max_position_embeddings: int | None = None
     """Longest sequence the model accepts (None: `data.block_size`)."""
     vocab_size: int | None = None
