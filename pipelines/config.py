@@ -682,11 +682,13 @@ def _check_architecture(model: ModelConfig) -> None:
     architecture's registry entry checks its own."""
     if model.init_from:
         return
-    spec = importlib.import_module("pipelines.models").MODELS.get(model.arch)
+    models = importlib.import_module("pipelines.models").MODELS
+    spec = models.get(model.arch)
     if spec.check is not None:
         spec.check(model)
     if model.residual_dropout and not spec.residual_dropout:
-        raise ConfigError(f"'model.residual_dropout' is for llama and qwen3; '{model.arch}' drops its residual paths "
+        takers = " and ".join(name for name in models.names() if models.get(name).residual_dropout)
+        raise ConfigError(f"'model.residual_dropout' is for {takers}; '{model.arch}' drops its residual paths "
                           "with 'model.dropout'")  # fmt: skip
     if model.attention != "general" and model.arch != "lstm_seq2seq":
         raise ConfigError(f"'model.attention' is for lstm_seq2seq, not '{model.arch}'")
