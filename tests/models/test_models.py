@@ -16,7 +16,7 @@ from transformers import (
 
 from pipelines.config import ConfigError, ModelConfig, load_config
 from pipelines.errors import PipelineError
-from pipelines.models import MODELS, ModelShape, build_model, init_model, model_shape
+from pipelines.models import MODELS, ModelShape, build_model, cpu_dropout_mask, init_model, model_shape
 
 
 class FakeTokenizer:
@@ -159,6 +159,21 @@ def test_residual_dropout_drops_each_blocks_outputs_in_training_only(tmp_path):
         torch.testing.assert_close(dropped.eval()(input_ids=ids).logits, plain(input_ids=ids).logits)
     dropped.save_pretrained(tmp_path)
     assert "residual" not in (tmp_path / "config.json").read_text()  # the export is a plain Qwen3
+
+
+@pytest.mark.parametrize("p", [0.05, 0.15, 0.5])
+def test_cpu_dropout_mask_keeps_one_minus_p_and_follows_the_seed(p):
+    like = torch.zeros(1000, 1001, dtype=torch.bfloat16)  # an odd count: the last 64-bit draw is cut
+    torch.manual_seed(3)
+    mask = cpu_dropout_mask(like, p)
+    assert mask.dtype == torch.bfloat16 and mask.shape == like.shape
+    kept = mask != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.002  # 1,001,000 draws: the s.d. is below 0.0005
+    assert set(mask[kept].unique().tolist()) == {torch.tensor(1 / (1 - p), dtype=torch.bfloat16).item()}
+    lanes = kept.flatten()[:1_000_000].view(-1, 4).float().mean(0)  # each of a draw's four 16-bit lanes
+    torch.testing.assert_close(lanes, torch.full((4,), 1 - p), atol=0.004, rtol=0)
+    torch.manual_seed(3)
+    assert torch.equal(cpu_dropout_mask(like, p), mask)
 
 
 def test_residual_dropout_is_for_llama_style_blocks(tmp_path):
