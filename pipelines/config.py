@@ -175,9 +175,8 @@ class ModelConfig:
     """Dropout probability (gpt2: embeddings, attention and residual paths; llama, qwen3: attention only)."""
     residual_dropout: float = 0.0
     """llama, qwen3: dropout on each block's attention and MLP outputs before they join the residual stream (GPT-2's
-    `resid_pdrop`, which transformers' Llama-style blocks lack). On tinyshakespeare, which the benchmark's minute of
-    training reads five or six times, 0.15 with weight decay 0.2 beat weight decay 0.3 alone on each of 3 seeds
-    (docs/benchmarks.md, "Ninth sweep")."""
+    `resid_pdrop`, which transformers' Llama-style blocks lack). On the tinyshakespeare benchmark it did not beat
+    weight decay alone at equal steps (docs/benchmarks.md, "Tenth sweep"), so no shipped recipe sets it."""
     max_position_embeddings: int | None = None
     """Longest sequence the model accepts (None: `data.block_size`)."""
     vocab_size: int | None = None
