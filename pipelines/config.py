@@ -650,10 +650,9 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"'objective.label_smoothing' must be in [0, 1), got {cfg.objective.label_smoothing}")
     if cfg.objective.mean_span_length < 1:
         raise ConfigError(f"'objective.mean_span_length' must be at least 1, got {cfg.objective.mean_span_length}")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"'model.dropout' must be in [0, 1), got {cfg.model.dropout}")
-    if not 0.0 <= cfg.model.residual_dropout < 1.0:
-        raise ConfigError(f"'model.residual_dropout' must be in [0, 1), got {cfg.model.residual_dropout}")
+    for name in ("dropout", "residual_dropout"):
+        if not 0.0 <= (value := getattr(cfg.model, name)) < 1.0:
+            raise ConfigError(f"'model.{name}' must be in [0, 1), got {value}")
 
 
 def _check_mixture(cfg: RunConfig) -> None:
