@@ -259,12 +259,13 @@ class ObjectiveConfig:
 class OptimConfig:
     """The optimizer and its learning-rate schedule."""
 
-    name: Literal["adamw", "muon"] = "adamw"
+    name: Literal["adamw", "muon", "normuon"] = "adamw"
     """`adamw`, or `muon`: Muon (orthogonalised momentum, `torch.optim.Muon`, its step scaled to AdamW's RMS so the
     same learning rate applies) on the 2-D matrices inside the transformer blocks, AdamW on everything else
-    (embeddings, output and classification heads, norms, biases, and every baseline's weights)."""
+    (embeddings, output and classification heads, norms, biases, and every baseline's weights); or `normuon`:
+    Muon that also evens out the update's size across each matrix's output neurons (NorMuon), at the same rate."""
     muon_momentum: float = 0.95
-    """`muon`: Nesterov momentum of the Muon part."""
+    """`muon`, `normuon`: Nesterov momentum of the Muon part."""
 
     learning_rate: float = 2e-3
     """Peak learning rate."""

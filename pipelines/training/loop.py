@@ -356,9 +356,9 @@ def _check_options(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Mod
     if accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         return
     # Muon orthogonalises whole matrices and LoRA merges its adapters into whole ones: FSDP and DeepSpeed shard them.
-    if cfg.optim.name == "muon":
-        raise PipelineError("optim.name muon orthogonalises whole matrices, which FSDP and DeepSpeed shard; use DDP "
-                            "(configs/accelerate/multi_gpu.yaml) or optim.name adamw")  # fmt: skip
+    if cfg.optim.name != "adamw":
+        raise PipelineError(f"optim.name {cfg.optim.name} orthogonalises whole matrices, which FSDP and DeepSpeed "
+                            "shard; use DDP (configs/accelerate/multi_gpu.yaml) or optim.name adamw")  # fmt: skip
     if cfg.model.lora is not None:
         raise PipelineError("model.lora merges its adapters into whole matrices at export, which FSDP and DeepSpeed "
                             "shard; use DDP (configs/accelerate/multi_gpu.yaml)")  # fmt: skip

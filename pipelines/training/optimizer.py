@@ -28,12 +28,12 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     queries = {id(p) for p in arch.queries}
     special = queries | {id(embedding)}
     hidden = {id(p) for name, p in model.named_parameters() if p.dim() == 2 and HIDDEN_MATRIX.search(name)}
-    muon = hidden if cfg.name == "muon" else set()
+    muon = hidden if cfg.name != "adamw" else set()
     groups = [  # the plain matrices first: their rate is the one logged as `learning_rate`
         ([p for p in params if p.dim() >= 2 and id(p) not in special | muon], 1.0, cfg.weight_decay, False),
         ([p for p in params if p.dim() >= 2 and id(p) in muon - special], 1.0, cfg.weight_decay, True),
         ([p for p in params if p is embedding], embedding_scale, cfg.weight_decay, False),
-        ([p for p in params if id(p) in queries], query_scale, cfg.weight_decay, cfg.name == "muon"),
+        ([p for p in params if id(p) in queries], query_scale, cfg.weight_decay, cfg.name != "adamw"),
         ([p for p in params if p.dim() < 2 and id(p) not in special], 1.0, 0.0, False),
     ]
     return [
@@ -43,14 +43,17 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     ]
 
 
+NORMUON_BETA2 = 0.95
+"""`optim.name: normuon`: decay of the running mean square of each neuron's update (the paper's value)."""
+
 HIDDEN_MATRIX = re.compile(r"\.(h|layers?|block)\.\d+\.")
 """Parameter names inside a numbered transformer block (GPT-2 `h.N`, Llama `layers.N`, BERT `layer.N`, T5 `block.N`):
 the hidden matrices Muon is for."""
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW over `param_groups` (with `optim.name: muon`, Muon over the groups marked for it); the schedule scales
-    every group's learning rate alike."""
+    """AdamW over `param_groups` (with `optim.name: muon` or `normuon`, Muon over the groups marked for it); the
+    schedule scales every group's learning rate alike."""
     fused = torch.cuda.is_available() if cfg.fused is None else cfg.fused
     groups = param_groups(model, cfg)
     adamw = torch.optim.AdamW([g for g in groups if not g["muon"]], lr=cfg.learning_rate, eps=cfg.adam_epsilon,
@@ -58,8 +61,9 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
     if cfg.name == "adamw" or not any(g["muon"] for g in groups):  # e.g. an LSTM or TextCNN: no block matrices
         return adamw
     # match_rms_adamw: Muon's orthogonal update is rescaled to AdamW's typical RMS, so the AdamW rate carries over.
+    neuron_beta2 = NORMUON_BETA2 if cfg.name == "normuon" else None
     muon = Muon([g for g in groups if g["muon"]], lr=cfg.learning_rate, momentum=cfg.muon_momentum,
-                adjust_lr_fn="match_rms_adamw")  # fmt: skip
+                adjust_lr_fn="match_rms_adamw", neuron_beta2=neuron_beta2)  # fmt: skip
     return MuonWithAdamW(muon, adamw)
 
 
@@ -68,7 +72,15 @@ class Muon(torch.optim.Muon):
     iteration, in bfloat16 only where the hardware computes bfloat16 natively (see `newton_schulz_dtype`); the
     update is otherwise torch's, with the same state. torch iterates matrix by matrix: on a small model most of
     that is per-operation overhead (a 3 x 128 Llama on 2 CPU cores: 193 ms per step matrix by matrix, 163 ms
-    batched, against AdamW's 149 ms)."""
+    batched, against AdamW's 149 ms).
+
+    With `neuron_beta2`, NorMuon (Li et al., 2025, arXiv:2510.05491): each output neuron's (row's) share of the
+    orthogonal update is evened out by a running mean of its squared size, then the whole update is scaled back to
+    the orthogonal one's norm, so the learning rate means the same."""
+
+    def __init__(self, params, *, neuron_beta2: float | None = None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.neuron_beta2 = neuron_beta2
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -79,10 +91,23 @@ class Muon(torch.optim.Muon):
             for shape, same in by_shape.items():
                 momenta = torch.stack([self._momentum(param, group) for param in same])
                 updates = orthogonalise(momenta, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                if self.neuron_beta2 is not None:
+                    updates = self._even_out_neurons(same, updates)
                 rate = group["lr"] * _muon_lr_ratio(group["adjust_lr_fn"], shape)
                 for param, update in zip(same, updates, strict=True):
                     param.mul_(1 - group["lr"] * group["weight_decay"])
                     param.add_(update, alpha=-rate)
+
+    def _even_out_neurons(self, params: list[torch.nn.Parameter], updates: torch.Tensor) -> torch.Tensor:
+        """NorMuon's step: divide each row by the root of its running mean square, keep each matrix's norm."""
+        for param in params:
+            self.state[param].setdefault("neuron_second_moment", updates.new_zeros(param.size(0), 1))
+        moments = torch.stack([self.state[param]["neuron_second_moment"] for param in params])
+        moments.lerp_(updates.square().mean(-1, keepdim=True), 1 - self.neuron_beta2)
+        for param, moment in zip(params, moments, strict=True):
+            self.state[param]["neuron_second_moment"].copy_(moment)
+        evened = updates / moments.sqrt().add_(1e-10)
+        return evened * (updates.norm(dim=(-2, -1), keepdim=True) / evened.norm(dim=(-2, -1), keepdim=True).add_(1e-10))
 
     def _momentum(self, param: torch.nn.Parameter, group: dict) -> torch.Tensor:
         """The momentum buffer updated with this step's gradient; with Nesterov, the gradient pulled towards it."""

@@ -1,4 +1,4 @@
-"""`optim.name: muon`: which tensors Muon gets, exact resume, and 2-process equivalence."""
+"""`optim.name: muon` / `normuon`: which tensors Muon gets, NorMuon's step, exact resume, and 2-process equivalence."""
 
 from __future__ import annotations
 
@@ -63,8 +63,9 @@ def _reset_accelerate() -> None:
     GradientState._reset_state()
 
 
-def test_a_muon_run_resumes_onto_the_same_losses(tiny_overrides, tmp_path):
-    common = [*tiny_overrides, "optim.name=muon", "train.max_steps=8", "train.eval_steps=4", "train.save_steps=4"]
+@pytest.mark.parametrize("name", ["muon", "normuon"])
+def test_a_muon_run_resumes_onto_the_same_losses(name, tiny_overrides, tmp_path):
+    common = [*tiny_overrides, f"optim.name={name}", "train.max_steps=8", "train.eval_steps=4", "train.save_steps=4"]
     cfg = load_config(None, [*common, f"output_dir={tmp_path / 'run'}"])
     pretrain(cfg)
     run = Path(cfg.output_dir)
@@ -75,7 +76,7 @@ def test_a_muon_run_resumes_onto_the_same_losses(tiny_overrides, tmp_path):
         path = run / leftover
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     _reset_accelerate()
-    pretrain(cfg)  # resumes from the step-4 checkpoint: Muon's momentum and the schedule come back with it
+    pretrain(cfg)  # resumes from the step-4 checkpoint: Muon's moments and the schedule come back with it
     records = (run / "metrics.jsonl").read_text().splitlines()
     assert records[: len(first_half)] == first_half  # steps 1-4 kept as written (timings too): not trained again
     assert losses(run) == pytest.approx(straight, rel=1e-5, abs=1e-6)
@@ -118,3 +119,26 @@ def test_matrices_of_one_shape_are_orthogonalised_together_as_each_alone():
     together = orthogonalise(grads, (3.4445, -4.7750, 2.0315), 5, 1e-7)
     for grad, update in zip(grads, together, strict=True):
         torch.testing.assert_close(update, orthogonalise(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7))
+
+
+def test_normuon_evens_out_the_neurons_and_keeps_muons_step_size():
+    model = build_model(ModelConfig(arch="qwen3", hidden_size=32, num_layers=1, num_heads=2), SHAPE,
+                        AutoModelForCausalLM)  # fmt: skip
+    plain, evened = (build_optimizer(model, OptimConfig(name=name, weight_decay=0.0)) for name in ("muon", "normuon"))
+    assert plain.parts["muon"].neuron_beta2 is None and evened.parts["muon"].neuron_beta2 == 0.95
+    matrix = model.model.layers[0].mlp.gate_proj.weight  # 96 x 32: tall, so its orthogonal rows differ in size
+    matrix.grad = torch.randn(matrix.shape, generator=torch.Generator().manual_seed(0))
+    start = matrix.detach().clone()
+    steps = {}
+    for name, optimizer in (("muon", plain), ("normuon", evened)):
+        optimizer.parts["muon"].step()
+        steps[name] = matrix.detach() - start
+        matrix.data.copy_(start)
+    rows = steps["muon"].norm(dim=1)
+    assert rows.max() > 1.5 * rows.min()  # Muon's step leaves the neurons uneven
+    # First step: the running mean square is 0.05 x each row's own, so every row comes out the same size ...
+    torch.testing.assert_close(steps["normuon"].norm(dim=1), torch.full_like(rows, rows.pow(2).mean().sqrt().item()))
+    torch.testing.assert_close(steps["normuon"].norm(), steps["muon"].norm())  # ... and the whole step as Muon's
+    moment = evened.parts["muon"].state[matrix]["neuron_second_moment"]
+    orthogonal = -steps["muon"] / (plain.parts["muon"].param_groups[0]["lr"] * 0.2 * max(matrix.shape) ** 0.5)
+    torch.testing.assert_close(moment, 0.05 * orthogonal.square().mean(1, keepdim=True))
