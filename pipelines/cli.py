@@ -17,7 +17,7 @@ QUICKSTART_PROMPTS = ("Return the", "This module provides", "The ")
 # the built-in corpus they reach 1.85 bits per byte against those defaults' 2.28 (docs/benchmarks.md, "The tiny GPT").
 QUICKSTART_RECIPE = (
     "model.arch=qwen3",
-    "optim.name=muon",
+    "optim.name=normuon",
     "optim.learning_rate=1e-2",
     "optim.lr_scheduler_type=warmup_stable_decay",
 )

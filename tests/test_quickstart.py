@@ -39,7 +39,7 @@ def test_the_quickstart_trains_the_tiny_presets_recipe():
 
     quickstart, preset = load_config(None, list(QUICKSTART_RECIPE)), load_config(REPO / "configs/gpt/tiny.yaml")
     assert quickstart.model == preset.model
-    assert quickstart.optim == preset.optim and quickstart.optim.name == "muon"
+    assert quickstart.optim == preset.optim and quickstart.optim.name == "normuon"
     assert quickstart.data.block_size == preset.data.block_size and quickstart.train.max_steps == preset.train.max_steps
 
 
