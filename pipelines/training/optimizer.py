@@ -100,8 +100,8 @@ class Muon(torch.optim.Muon):
 
     def _even_out_neurons(self, params: list[torch.nn.Parameter], updates: torch.Tensor) -> torch.Tensor:
         """NorMuon's step: divide each row by the root of its running mean square, keep each matrix's norm."""
-        for param in params:
-            self.state[param].setdefault("neuron_second_moment", updates.new_zeros(param.size(0), 1))
+        for param in (p for p in params if "neuron_second_moment" not in self.state[p]):
+            self.state[param]["neuron_second_moment"] = updates.new_zeros(param.size(0), 1)
         moments = torch.stack([self.state[param]["neuron_second_moment"] for param in params])
         moments.lerp_(updates.square().mean(-1, keepdim=True), 1 - self.neuron_beta2)
         for param, moment in zip(params, moments, strict=True):
