@@ -297,6 +297,11 @@ class OptimConfig:
     fused: bool | None = None
     """Fused AdamW kernel (None: on when a GPU is available)."""
 
+    @property
+    def muon(self) -> bool:
+        """Whether the block matrices get Muon (`muon` or `normuon`)."""
+        return self.name in ("muon", "normuon")
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -356,7 +356,7 @@ def _check_options(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Mod
     if accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         return
     # Muon orthogonalises whole matrices and LoRA merges its adapters into whole ones: FSDP and DeepSpeed shard them.
-    if cfg.optim.name != "adamw":
+    if cfg.optim.muon:
         raise PipelineError(f"optim.name {cfg.optim.name} orthogonalises whole matrices, which FSDP and DeepSpeed "
                             "shard; use DDP (configs/accelerate/multi_gpu.yaml) or optim.name adamw")  # fmt: skip
     if cfg.model.lora is not None:

@@ -28,12 +28,12 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     queries = {id(p) for p in arch.queries}
     special = queries | {id(embedding)}
     hidden = {id(p) for name, p in model.named_parameters() if p.dim() == 2 and HIDDEN_MATRIX.search(name)}
-    muon = hidden if cfg.name != "adamw" else set()
+    muon = hidden if cfg.muon else set()
     groups = [  # the plain matrices first: their rate is the one logged as `learning_rate`
         ([p for p in params if p.dim() >= 2 and id(p) not in special | muon], 1.0, cfg.weight_decay, False),
         ([p for p in params if p.dim() >= 2 and id(p) in muon - special], 1.0, cfg.weight_decay, True),
         ([p for p in params if p is embedding], embedding_scale, cfg.weight_decay, False),
-        ([p for p in params if id(p) in queries], query_scale, cfg.weight_decay, cfg.name != "adamw"),
+        ([p for p in params if id(p) in queries], query_scale, cfg.weight_decay, cfg.muon),
         ([p for p in params if p.dim() < 2 and id(p) not in special], 1.0, 0.0, False),
     ]
     return [
@@ -58,7 +58,7 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
     groups = param_groups(model, cfg)
     adamw = torch.optim.AdamW([g for g in groups if not g["muon"]], lr=cfg.learning_rate, eps=cfg.adam_epsilon,
                               betas=(cfg.adam_beta1, cfg.adam_beta2), fused=fused)  # fmt: skip
-    if cfg.name == "adamw" or not any(g["muon"] for g in groups):  # e.g. an LSTM or TextCNN: no block matrices
+    if not any(g["muon"] for g in groups):  # e.g. an LSTM or TextCNN: no block matrices
         return adamw
     # match_rms_adamw: Muon's orthogonal update is rescaled to AdamW's typical RMS, so the AdamW rate carries over.
     neuron_beta2 = NORMUON_BETA2 if cfg.name == "normuon" else None
