@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -24,9 +25,9 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASET
 TESTED = {"benchmark_gpt.py", "benchmark_low_label.py", "benchmark_models.py", "reference_char_gpt.py", "run_suite.py"}
 
 
-def run_script(*argv: str, cwd=REPO, code: str | None = None) -> str:
+def run_script(*argv: str, cwd=REPO, code: str | None = None, env: dict | None = None) -> str:
     command = [sys.executable, "-c", code, *argv] if code else [sys.executable, *argv]
-    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -52,13 +53,13 @@ def shakespeare(tmp_path):
 
 
 def test_benchmark_gpt_runs_the_reference_then_the_pipeline_for_its_time(shakespeare, tmp_path):
-    # The reference shortened to 20 iterations; everything else as documented.
+    # The reference shortened to 20 iterations, the model not compiled (the next test compiles); else as documented.
     code = ("import runpy, sys; sys.path.insert(0, 'scripts'); import reference_char_gpt as r; r.ITERS, r.WARMUP = "
             "20, 2; sys.argv = ['benchmark_gpt.py', *sys.argv[1:]]; runpy.run_path('scripts/benchmark_gpt.py', "
             "run_name='__main__')")  # fmt: skip
     out = run_script("--text", str(shakespeare), "--seeds", "1", "--bare-steps", "3", "--work-dir",
                      str(tmp_path / "work"), "--set", "tokenizer.vocab_size=300", "--set", "train.logging_steps=1",
-                     code=code)  # fmt: skip
+                     "--set", "train.torch_compile=false", code=code)  # fmt: skip
     (row,) = json_lines(out)
     assert row["seed"] == 1 and 0 < row["reference_bits_per_char"] < 8 and 0 < row["pipeline_bits_per_byte"] < 12
     assert row["ratio"] == pytest.approx(row["pipeline_bits_per_byte"] / row["reference_bits_per_char"], abs=1e-3)
@@ -70,16 +71,33 @@ def test_benchmark_gpt_runs_the_reference_then_the_pipeline_for_its_time(shakesp
     assert summary["bare_pytorch_tokens_per_s"] == pytest.approx((before + after) / 2, abs=1)
     assert summary["mixed_precision"] == ("bf16" if cpu_computes_bfloat16() else "no")
     assert summary["attn_implementation"] == ("eager" if cpu_computes_bfloat16() else "sdpa")  # no GPU in the tests
+    assert summary["torch_compile"] is False and "compile_warmup_s" not in summary
     train, valid = ((tmp_path / "work" / name).read_text() for name in ("train.txt", "valid.txt"))
     text = shakespeare.read_text()
     assert train + valid == text and len(train) == int(0.9 * len(text))  # the reference's own cut
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="inductor needs a C++ compiler on CPU")
+def test_benchmark_gpt_compiles_with_inductors_cache_filled_before_the_timed_runs(shakespeare, tmp_path):
+    # A fresh cache: the untimed warm-up compiles from scratch, the timed run loads the kernels from it.
+    out = run_script("scripts/benchmark_gpt.py", "--text", str(shakespeare), "--no-reference", "--budget", "10",
+                     "--bare-steps", "2", "--work-dir", str(tmp_path / "work"), "--set", "tokenizer.vocab_size=300",
+                     "--set", "train.logging_steps=1",
+                     env={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})  # fmt: skip
+    (row,) = json_lines(out)
+    summary = json.loads(out[out.rindex("\n{") :])
+    assert summary["torch_compile"] is True and (tmp_path / "work" / "compile-warmup" / "final").is_dir()
+    assert row["pipeline_wall_s"] < summary["compile_warmup_s"] / 2  # the same graphs, loaded instead of compiled
+    assert row["pipeline_steps"] > 2 and 0 < row["pipeline_bits_per_byte"] < 12
+    assert summary["bare_pytorch_tokens_per_s"] > 0  # the bare loop compiled the same way
 
 
 def test_benchmark_gpt_keeps_a_tokenizer_per_setting_in_a_reused_work_dir(shakespeare, tmp_path):
     work = tmp_path / "work"
     for vocab in (300, 280, 300):
         run_script("scripts/benchmark_gpt.py", "--text", str(shakespeare), "--no-reference", "--budget", "1",
-                   "--bare-steps", "0", "--work-dir", str(work), "--set", f"tokenizer.vocab_size={vocab}")  # fmt: skip
+                   "--bare-steps", "0", "--work-dir", str(work), "--set", f"tokenizer.vocab_size={vocab}",
+                   "--set", "train.torch_compile=false")  # fmt: skip
     sizes = sorted(len(load_tokenizer(path)) for path in work.glob("tokenizer-*"))
     assert sizes == [280, 300]  # the third run reused the first one's tokenizer
 

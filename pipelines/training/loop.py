@@ -74,6 +74,11 @@ def check_devices() -> None:
 
 
 def _accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
+    if cfg.torch_compile:
+        # Each Accelerator wraps `forward` anew, so a run never reuses an earlier run's graph in this process; it
+        # only adds to dynamo's entries for that code (8, then it runs eagerly without a word). Start every run
+        # from a clean compiler state, as a new process would; inductor's on-disk cache still serves it.
+        torch.compiler.reset()
     return Accelerator(
         # Without any accelerator, `accelerate launch --multi_gpu` processes must use gloo on CPU.
         cpu=not torch.accelerator.is_available(),
@@ -506,7 +511,7 @@ def _maybe_evaluate(run: Run, out_of_time: bool) -> None:
     due = state.step % run.cfg.train.eval_steps == 0 or state.step == state.max_steps or out_of_time
     if run.eval_loader is None or not due:
         return
-    state.last_eval = run.evaluate(run.model, run.eval_loader)
+    state.last_eval = run.evaluate(_uncompiled(run.model), run.eval_loader)
     run.metrics.write({"step": state.step, **{f"eval_{k}": v for k, v in state.last_eval.items()},
                        "elapsed": run.clock.runtime()})  # fmt: skip
     run.progress.update(state.step, state.last_eval)
@@ -551,6 +556,13 @@ def _finished(run: Run, out_of_time: bool) -> bool:
     return state.step >= state.max_steps
 
 
+def _uncompiled(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside accelerate's `torch.compile` wrapper (the outermost one), for evaluation: a run compiles
+    only its training graph. Compiling evaluation too costs seconds per run (twice where a shorter last batch
+    recompiles) and that shorter batch marks the batch size dynamic for the training graphs compiled after it."""
+    return getattr(model, "_orig_mod", model)
+
+
 def _results(run: Run) -> dict:
     """The final evaluation (of the best weights, with early stopping) and the run's statistics."""
     state, accelerator = run.state, run.accelerator
@@ -558,7 +570,7 @@ def _results(run: Run) -> dict:
         accelerator.unwrap_model(run.model).load_state_dict(run.stopper.best_weights)
         state.last_eval = run.stopper.best_eval
     if run.eval_loader is not None and not state.last_eval:  # resumed at the end, e.g. after a crash during export
-        state.last_eval = run.evaluate(run.model, run.eval_loader)
+        state.last_eval = run.evaluate(_uncompiled(run.model), run.eval_loader)
     runtime = run.clock.runtime()
     per_device = state.tokens_seen / max(runtime, 1e-9) / accelerator.num_processes
     results = {

@@ -154,11 +154,17 @@ def test_bf16_on_a_cpu_that_emulates_it_warns(monkeypatch):
         assert loop._supported_precision(bf16) == "bf16"
 
 
-def test_torch_compile_trains_and_exports(tiny_overrides, tmp_path):
+def test_torch_compile_trains_and_exports(tiny_overrides, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    cfg = load_config(None, [*tiny_overrides, "train.torch_compile=true", "train.max_steps=4"])
-    results = pretrain(cfg)
-    assert results["eval_loss"] < 7.0
+    # One graph per run, however many runs in a process: evaluation runs eagerly and each run starts from a clean
+    # compiler state. Past the limit dynamo would fall back to eager silently; here it raises instead.
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    for seed in (1, 2):
+        cfg = load_config(None, [*tiny_overrides, "train.torch_compile=true", "train.max_steps=4", "train.eval_steps=2",
+                                 f"seed={seed}", f"output_dir={tmp_path / f'run{seed}'}"])  # fmt: skip
+        results = pretrain(cfg)
+        assert results["eval_loss"] < 7.0
     model = AutoModelForCausalLM.from_pretrained(Path(cfg.output_dir) / "final")  # plain weights, no compile wrapper
     assert not any(name.startswith("_orig_mod") for name in model.state_dict())
