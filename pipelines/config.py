@@ -326,7 +326,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more compute."""
     torch_compile: bool = False
-    """Compile the model with `torch.compile` (inductor) through accelerate."""
+    """Compile the model with `torch.compile` (inductor) through accelerate, for training only (evaluation runs it
+    uncompiled), from a clean compiler state each run. On CPU inductor needs a C++ compiler."""
     peak_flops: float | None = None
     """Per-device peak FLOP/s for MFU (None: known GPUs' bf16/fp16 peak; otherwise MFU is not reported)."""
     logging_steps: int = 10
