@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from pipelines.objectives import OBJECTIVES, auto_class_for  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
 from pipelines.tokenization import load_tokenizer, train_and_save  # noqa: E402
 from pipelines.training.allocator import keep_freed_memory  # noqa: E402
+from pipelines.training.loop import inductor_can_compile  # noqa: E402
 from pipelines.training.optimizer import build_optimizer, cpu_computes_bfloat16  # noqa: E402
 
 # The best of the sweeps at 70-95 s budgets on 2 CPU cores (docs/benchmarks.md): Qwen3-style blocks (Llama's with
@@ -81,9 +81,9 @@ PRECISION = "bf16" if torch.cuda.is_available() or cpu_computes_bfloat16() else 
 # more steps in 70 s and won on each of 3 seeds (docs/benchmarks.md, "Sixth sweep"); in fp32 and on GPUs the fused
 # kernel is the faster one.
 ATTENTION = "eager" if PRECISION == "bf16" and not torch.cuda.is_available() else "sdpa"
-# torch.compile (inductor), which builds its CPU kernels with a C++ compiler: in 95 s it gave 21-43% more steps and
+# torch.compile (inductor) wherever it can build kernels: in 95 s it gave 21-43% more steps and
 # 0.018-0.031 bits per byte less on each of 3 seeds (docs/benchmarks.md, "Twelfth sweep").
-COMPILE = shutil.which(os.environ.get("CXX", "g++")) is not None
+COMPILE = inductor_can_compile()
 
 
 def split_file(text_file: Path, work: Path) -> tuple[Path, Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from pipelines.tokenization import load_tokenizer
+from pipelines.training.loop import inductor_can_compile
 from pipelines.training.optimizer import cpu_computes_bfloat16
 from tests.conftest import REPO
 from tests.test_docs_commands import PAGES, shell_lines
@@ -77,7 +77,7 @@ def test_benchmark_gpt_runs_the_reference_then_the_pipeline_for_its_time(shakesp
     assert train + valid == text and len(train) == int(0.9 * len(text))  # the reference's own cut
 
 
-@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="inductor needs a C++ compiler on CPU")
+@pytest.mark.skipif(not inductor_can_compile(), reason="inductor needs a C++ compiler on CPU")
 def test_benchmark_gpt_compiles_with_inductors_cache_filled_before_the_timed_runs(shakespeare, tmp_path):
     # A fresh cache: the untimed warm-up compiles from scratch, the timed run loads the kernels from it.
     out = run_script("scripts/benchmark_gpt.py", "--text", str(shakespeare), "--no-reference", "--budget", "10",

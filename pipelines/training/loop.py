@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -49,10 +50,19 @@ def build_accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerat
     """An Accelerator whose data order is a pure function of (seed, epoch), so resume is exact."""
     check_devices()
     check_tracker(cfg.report_to)
+    if cfg.torch_compile and not inductor_can_compile():
+        raise PipelineError("train.torch_compile needs a C++ compiler on CPU (g++, or the one $CXX names): install "
+                            "one or set train.torch_compile=false")  # fmt: skip
     try:
         return _accelerator(cfg, output_dir, seed)
     except ImportError as err:  # e.g. a DeepSpeed launcher config without deepspeed installed
         raise PipelineError(f"the launcher config needs a library that is not installed: {err}") from None
+
+
+def inductor_can_compile() -> bool:
+    """Whether `torch.compile`'s inductor can build kernels here: on CPU it compiles C++ (`$CXX`, else g++), and
+    without a compiler it would fail only inside the first training step."""
+    return torch.accelerator.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
 def check_tracker(name: str) -> None:

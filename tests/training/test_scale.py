@@ -154,6 +154,13 @@ def test_bf16_on_a_cpu_that_emulates_it_warns(monkeypatch):
         assert loop._supported_precision(bf16) == "bf16"
 
 
+def test_torch_compile_without_a_cpu_compiler_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    train = load_config(None, ["train.torch_compile=true"]).train
+    with pytest.raises(PipelineError, match="needs a C\\+\\+ compiler"):
+        loop.build_accelerator(train, "unused", 0)
+
+
 def test_torch_compile_trains_and_exports(tiny_overrides, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
