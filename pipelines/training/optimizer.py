@@ -54,10 +54,9 @@ the hidden matrices Muon is for."""
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """AdamW over `param_groups` (with `optim.name: muon` or `normuon`, Muon over the groups marked for it); the
     schedule scales every group's learning rate alike."""
-    fused = torch.cuda.is_available() if cfg.fused is None else cfg.fused
     groups = param_groups(model, cfg)
     adamw = torch.optim.AdamW([g for g in groups if not g["muon"]], lr=cfg.learning_rate, eps=cfg.adam_epsilon,
-                              betas=(cfg.adam_beta1, cfg.adam_beta2), fused=fused)  # fmt: skip
+                              betas=(cfg.adam_beta1, cfg.adam_beta2), fused=cfg.fused)  # fmt: skip
     if not any(g["muon"] for g in groups):  # e.g. an LSTM or TextCNN: no block matrices
         return adamw
     # match_rms_adamw: Muon's orthogonal update is rescaled to AdamW's typical RMS, so the AdamW rate carries over.

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelFo
 from pipelines.config import ModelConfig, OptimConfig
 from pipelines.errors import PipelineError
 from pipelines.models import ModelShape, build_model
-from pipelines.training.optimizer import WarmupStableDecay, build_scheduler, param_groups
+from pipelines.training.optimizer import WarmupStableDecay, build_optimizer, build_scheduler, param_groups
 
 SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
 
@@ -60,6 +60,25 @@ def test_other_architectures_keep_one_rate_by_default(arch, auto_class):
 def test_a_query_scale_for_a_model_without_separate_queries_is_refused():
     with pytest.raises(PipelineError, match="no separate query weights"):
         param_groups(_model("gpt2", AutoModelForCausalLM), OptimConfig(query_lr_scale=0.5))  # fused q, k, v
+
+
+def test_adamw_is_fused_by_default_on_cpu_and_steps_as_torchs_loop_does():
+    models = {fused: _model("bert", AutoModelForMaskedLM) for fused in (True, False)}
+    models[False].load_state_dict(models[True].state_dict())
+    before = {name: p.detach().clone() for name, p in models[True].named_parameters()}
+    optimizers = {}
+    for fused, model in models.items():
+        torch.manual_seed(0)
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        cfg = OptimConfig(learning_rate=1e-2) if fused else OptimConfig(learning_rate=1e-2, fused=False)
+        optimizers[fused] = build_optimizer(model, cfg)
+        for _ in range(3):
+            optimizers[fused].step()
+    assert optimizers[True].defaults["fused"] and not optimizers[False].defaults["fused"]
+    for (name, a), b in zip(models[True].named_parameters(), models[False].parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    assert all(not torch.equal(before[name], p) for name, p in models[True].named_parameters())
 
 
 def _rates(cfg: OptimConfig, max_steps: int) -> list[float]:
