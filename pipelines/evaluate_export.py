@@ -42,7 +42,10 @@ def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: st
         cfg,
         data=data,
         model=dataclasses.replace(cfg.model, init_from=str(export), lora=None),  # a LoRA export is merged already
-        train=dataclasses.replace(cfg.train, eval_max_batches=None, report_to="none", mixed_precision=None),
+        # Uncompiled, as training evaluates: one pass over the data would not repay a compile.
+        train=dataclasses.replace(
+            cfg.train, eval_max_batches=None, report_to="none", mixed_precision=None, torch_compile=False
+        ),  # fmt: skip
     )
     accelerator = build_accelerator(cfg.train, cfg.output_dir, cfg.seed)
     task = build_task(cfg, accelerator)
@@ -51,7 +54,8 @@ def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: st
     batch_size = cfg.train.per_device_eval_batch_size
     loader = DataLoader(task.eval_dataset, batch_size=batch_size, collate_fn=task.eval_collator)
     model, loader = accelerator.prepare(task.model, loader)
-    results = {"export": str(export), "data": data.path or data.source, **task.evaluate(model, loader)}
+    results = {"export": str(export), "data": data.validation_path or data.path or data.source,
+               **task.evaluate(model, loader)}  # fmt: skip
     if accelerator.is_main_process:
         output.write_text(json.dumps(results, indent=2))
     accelerator.end_training()

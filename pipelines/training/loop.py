@@ -302,7 +302,8 @@ def train(
     loss_fn: LossFn | None = None,
 ) -> tuple[dict, torch.nn.Module]:
     """Train for `cfg.train.max_steps` optimizer steps; returns the final evaluation and run statistics,
-    and the prepared (possibly wrapped) model, which the export must use.
+    and the prepared (possibly wrapped) model, which the export must use, without its compile wrapper (whose
+    state dict names every weight `_orig_mod.<name>`, which a plain model would not load).
 
     With `train.early_stopping_patience`, training stops once the watched metric has not improved for
     that many evaluations, and the best weights seen are restored before returning.
@@ -326,7 +327,7 @@ def train(
             if _finished(run, out_of_time):
                 break
     run.bar.close()
-    return _results(run), run.model
+    return _results(run), _uncompiled(run.model)
 
 
 def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, train_dataset, eval_dataset,
@@ -525,7 +526,7 @@ def _maybe_evaluate(run: Run, out_of_time: bool) -> None:
     run.metrics.write({"step": state.step, **{f"eval_{k}": v for k, v in state.last_eval.items()},
                        "elapsed": run.clock.runtime()})  # fmt: skip
     run.progress.update(state.step, state.last_eval)
-    run.stopper.update(state.step, state.last_eval, run.accelerator.unwrap_model(run.model))
+    run.stopper.update(state.step, state.last_eval, run.accelerator.unwrap_model(run.model, keep_torch_compile=False))
 
 
 def _maybe_save(run: Run, out_of_time: bool, stop_requested: bool) -> None:
@@ -577,7 +578,7 @@ def _results(run: Run) -> dict:
     """The final evaluation (of the best weights, with early stopping) and the run's statistics."""
     state, accelerator = run.state, run.accelerator
     if run.stopper.best_weights is not None:
-        accelerator.unwrap_model(run.model).load_state_dict(run.stopper.best_weights)
+        accelerator.unwrap_model(run.model, keep_torch_compile=False).load_state_dict(run.stopper.best_weights)
         state.last_eval = run.stopper.best_eval
     if run.eval_loader is not None and not state.last_eval:  # resumed at the end, e.g. after a crash during export
         state.last_eval = run.evaluate(_uncompiled(run.model), run.eval_loader)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -20,6 +19,7 @@ from pipelines.config import ModelConfig, OptimConfig, load_config
 from pipelines.models import ModelShape, build_model
 from pipelines.pretrain import pretrain
 from pipelines.training.optimizer import HIDDEN_MATRIX, MuonWithAdamW, build_optimizer
+from tests.conftest import reset_accelerate
 from tests.training.test_distributed import launch_two, losses
 
 SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
@@ -58,11 +58,6 @@ def test_muon_on_a_model_without_transformer_blocks_is_plain_adamw(arch, auto_cl
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
-def _reset_accelerate() -> None:
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 @pytest.mark.parametrize("name", ["muon", "normuon"])
 def test_a_muon_run_resumes_onto_the_same_losses(name, tiny_overrides, tmp_path):
     common = [*tiny_overrides, f"optim.name={name}", "train.max_steps=8", "train.eval_steps=4", "train.save_steps=4"]
@@ -75,7 +70,7 @@ def test_a_muon_run_resumes_onto_the_same_losses(name, tiny_overrides, tmp_path)
     for leftover in ("final", "checkpoints/step-00000008", "eval_results.json"):
         path = run / leftover
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    _reset_accelerate()
+    reset_accelerate()
     pretrain(cfg)  # resumes from the step-4 checkpoint: Muon's moments and the schedule come back with it
     records = (run / "metrics.jsonl").read_text().splitlines()
     assert records[: len(first_half)] == first_half  # steps 1-4 kept as written (timings too): not trained again

@@ -13,6 +13,7 @@ from pipelines.config import load_config
 from pipelines.errors import PipelineError, TrainingInterrupted
 from pipelines.pretrain import pretrain
 from pipelines.training import loop
+from tests.conftest import reset_accelerate
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -88,10 +89,7 @@ def test_interrupted_run_resumes_on_the_same_trajectory(tiny_overrides, tmp_path
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"step": 13, "loss": 123.0}) + "\n")
 
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate()
     pretrain(cfg)
     resumed = read_metrics(run)
     assert [r["step"] for r in resumed] == [r["step"] for r in reference]
@@ -168,10 +166,7 @@ def test_evaluate_command_reproduces_the_final_validation(tiny_overrides, capsys
 
     cfg = load_config(None, [*tiny_overrides, "train.max_steps=6", "train.eval_max_batches=null"])
     results = pretrain(cfg)
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate()
     main(["evaluate", cfg.output_dir])
     report = json.loads((Path(cfg.output_dir) / "eval_validation.json").read_text())
     assert report["loss"] == pytest.approx(results["eval_loss"], rel=1e-5)
