@@ -45,7 +45,7 @@ def evaluate_export(cfg: RunConfig, run: str | Path, output: Path, data_path: st
         # Uncompiled, as training evaluates: one pass over the data would not repay a compile.
         train=dataclasses.replace(
             cfg.train, eval_max_batches=None, report_to="none", mixed_precision=None, torch_compile=False
-        ),  # fmt: skip
+        ),
     )
     accelerator = build_accelerator(cfg.train, cfg.output_dir, cfg.seed)
     task = build_task(cfg, accelerator)

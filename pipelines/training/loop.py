@@ -568,9 +568,9 @@ def _finished(run: Run, out_of_time: bool) -> bool:
 
 
 def _uncompiled(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside accelerate's `torch.compile` wrapper (the outermost one), for evaluation: a run compiles
-    only its training graph. Compiling evaluation too costs seconds per run (twice where a shorter last batch
-    recompiles) and that shorter batch marks the batch size dynamic for the training graphs compiled after it."""
+    """The model inside accelerate's `torch.compile` wrapper (the outermost one), for evaluation and the export: a
+    run compiles only its training graph. Compiling evaluation too costs seconds per run (twice where a shorter last
+    batch recompiles) and that shorter batch marks the batch size dynamic for the training graphs compiled after it."""
     return getattr(model, "_orig_mod", model)
 
 
