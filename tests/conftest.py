@@ -57,20 +57,15 @@ def tiny_overrides(tmp_path, tiny_tokenizer_dir) -> list[str]:
     return [*TINY, f"tokenizer.path={tiny_tokenizer_dir}", f"output_dir={tmp_path / 'run'}"]
 
 
-def reset_accelerate() -> None:
-    """Forget accelerate's process-wide singletons (precision, compile backend, ...), as a new command's process
-    would: accelerate keeps the first `Accelerator`'s settings for the whole process."""
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Each test starts from a clean slate, as a new command's process would: accelerate keeps its process-wide
+    singletons (each run resets the settings, but not the process group a test may have set up)."""
+    yield
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """Each in-process run must start from a clean slate."""
-    yield
-    reset_accelerate()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.config import load_config
-from tests.conftest import DATA, REPO, TINY, reset_accelerate
+from tests.conftest import DATA, REPO, TINY
 
 
 def test_quickstart_trains_exports_and_samples(tmp_path, capsys, caplog):
@@ -26,7 +26,6 @@ def test_quickstart_trains_exports_and_samples(tmp_path, capsys, caplog):
     assert json.loads((run / "eval_results.json").read_text())["step"] == 20
     assert list((run / "tensorboard").rglob("events.out.tfevents.*")), "accelerate's TensorBoard tracker wrote nothing"
 
-    reset_accelerate()
     main(["quickstart", "--output-dir", str(tmp_path / "qs"), *sum((["--set", s] for s in sets), [])])
     assert capsys.readouterr().out.count("already trained; reusing it") == 2  # a finished quickstart is kept
 

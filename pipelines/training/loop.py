@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, DistributedType, GradientAccumulationPlugin
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -84,6 +85,12 @@ def check_devices() -> None:
 
 
 def _accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
+    # accelerate keeps the first Accelerator's settings for the whole process: a later run in the same Python
+    # process (a notebook, a script chaining runs) would keep its compile backend and accumulation, and a different
+    # precision is refused ("restart your runtime"). Each run starts from its own settings, as a new command's
+    # process would; the distributed process group (PartialState) stays.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     if cfg.torch_compile:
         # Each Accelerator wraps `forward` anew, so a run never reuses an earlier run's graph in this process; it
         # only adds to dynamo's entries for that code (8, then it runs eagerly without a word). Start every run

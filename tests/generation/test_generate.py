@@ -11,7 +11,7 @@ from pipelines.cli import main
 from pipelines.config import load_config
 from pipelines.generation import GenerationSettings, generate, load_for_generation
 from pipelines.pretrain import pretrain
-from tests.conftest import TINY, reset_accelerate
+from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,6 @@ def run_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     out = tmp_path_factory.mktemp("gen") / "run"
     pretrain(load_config(None, [*TINY, f"tokenizer.path={tiny_tokenizer_dir}", f"output_dir={out}",
                                 "train.max_steps=15"]))  # fmt: skip
-    reset_accelerate()
     return out
 
 

@@ -18,7 +18,7 @@ from pipelines.errors import PipelineError
 from pipelines.finetune import finetune
 from pipelines.pretrain import pretrain
 from tests.conftest import REPO, TINY
-from tests.training.test_finetune_e2e import NEGATIVE, POSITIVE, finetune_overrides, reset_accelerate, write_sentiment
+from tests.training.test_finetune_e2e import NEGATIVE, POSITIVE, finetune_overrides, write_sentiment
 from tests.training.test_text_to_text_e2e import TINY_T5, reversal_overrides, write_reversal
 
 WORDPIECE = str(REPO / "tokenizers" / "bert-builtin")
@@ -42,7 +42,6 @@ def classifier_runs(sentiment, tmp_path_factory) -> dict[str, Path]:
         cfg = load_config(None, finetune_overrides(sentiment, out, f"model.arch={arch}", f"tokenizer.path={WORDPIECE}",
                                                    "model.embedding_size=32", "model.num_filters=16"))  # fmt: skip
         finetune(cfg)
-        reset_accelerate()
         runs[arch] = out
     return runs
 

@@ -43,13 +43,6 @@ FILLER = [
 ]
 
 
-def reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 def write_sentiment(path: Path, n: int, seed: int) -> Path:
     """A clearly separable task: one sentiment word among filler words decides the label."""
     rng = random.Random(seed)
@@ -79,7 +72,6 @@ def bert_run(tmp_path_factory, wordpiece_dir) -> Path:
                              f"tokenizer.path={wordpiece_dir}", f"output_dir={out}", "train.max_steps=150",
                              "optim.learning_rate=1e-3"])  # post-LayerNorm BERT collapses at 1e-2  # fmt: skip
     pretrain(cfg)
-    reset_accelerate()
     return out
 
 
@@ -127,7 +119,6 @@ def test_modernbert_pretrains_fills_masks_and_finetunes(wordpiece_dir, sentiment
                              "tokenizer.vocab_size=8192", f"tokenizer.path={wordpiece_dir}", f"output_dir={out}",
                              "train.max_steps=100", "optim.learning_rate=1e-3"])  # fmt: skip
     pretrain(cfg)
-    reset_accelerate()
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0
@@ -137,7 +128,6 @@ def test_modernbert_pretrains_fills_masks_and_finetunes(wordpiece_dir, sentiment
 
     tuned = tmp_path / "sst"
     finetune(load_config(None, finetune_overrides(sentiment, tuned, f"model.init_from={out}")))
-    reset_accelerate()
     assert json.loads((tuned / "eval_results.json").read_text())["eval_accuracy"] >= 0.9
     check_export(tuned, sentiment["test"], capsys)
 
@@ -147,7 +137,6 @@ def check_export(out: Path, test_file: Path, capsys) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(out / "final")
     assert model.config.id2label == {0: "negative", 1: "positive"}
     classify = pipeline("text-classification", model=str(out / "final"))
-    reset_accelerate()
     main(["evaluate", str(out), "--data", str(test_file)])
     report = json.loads((out / f"eval_{test_file.stem}.json").read_text())
     with test_file.open() as f:
@@ -219,7 +208,6 @@ def test_bad_classification_input_is_refused_before_training(sentiment, bert_run
     gpt = tmp_path / "gpt"
     pretrain(load_config(None, [*TINY, f"tokenizer.path={tiny_tokenizer_dir}", f"output_dir={gpt}",
                                 "train.max_steps=2"]))  # fmt: skip
-    reset_accelerate()
     with pytest.raises(PipelineError, match="cannot train model.arch .gpt2. \\(causal family\\)"):
         pretrain(load_config(None, [*TINY, "objective.name=mlm", "model.arch=bert", f"model.init_from={gpt}",
                                     f"output_dir={tmp_path / 'x'}"]))  # fmt: skip

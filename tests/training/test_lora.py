@@ -18,7 +18,7 @@ from pipelines.models import ModelShape, build_model
 from pipelines.models.lora import add_lora, is_lora
 from pipelines.pretrain import pretrain
 from tests.conftest import TINY
-from tests.training.test_finetune_e2e import finetune_overrides, reset_accelerate, write_sentiment
+from tests.training.test_finetune_e2e import finetune_overrides, write_sentiment
 from tests.training.test_text_to_text_e2e import TINY_T5, reversal_overrides
 
 pytest.importorskip("peft")
@@ -34,7 +34,6 @@ def gpt_export(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     out = tmp_path_factory.mktemp("gpt") / "run"
     overrides = [*TINY, f"tokenizer.path={tiny_tokenizer_dir}", "train.max_steps=20", f"output_dir={out}"]
     pretrain(load_config(None, overrides))
-    reset_accelerate()
     return out
 
 
@@ -74,7 +73,6 @@ def test_lora_t5_adapts_query_and_value_only_and_generates_from_the_merged_expor
     pretrain(load_config(None, [*TINY_T5, "objective.name=span", "data.block_size=64", "data.max_documents=80",
                                 "train.max_steps=5", "train.eval_steps=5", "train.eval_max_batches=1",
                                 f"output_dir={pretrained}"]))  # fmt: skip
-    reset_accelerate()
     overrides = reversal_overrides(tmp_path)
     cfg = load_config(None, [*TINY_T5, *overrides, "objective.name=seq2seq", f"model.init_from={pretrained}",
                              "model.lora.r=8", "train.max_steps=30", "train.eval_steps=30",

@@ -19,7 +19,6 @@ from pipelines.config import ModelConfig, OptimConfig, load_config
 from pipelines.models import ModelShape, build_model
 from pipelines.pretrain import pretrain
 from pipelines.training.optimizer import HIDDEN_MATRIX, MuonWithAdamW, build_optimizer
-from tests.conftest import reset_accelerate
 from tests.training.test_distributed import launch_two, losses
 
 SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
@@ -70,7 +69,6 @@ def test_a_muon_run_resumes_onto_the_same_losses(name, tiny_overrides, tmp_path)
     for leftover in ("final", "checkpoints/step-00000008", "eval_results.json"):
         path = run / leftover
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    reset_accelerate()
     pretrain(cfg)  # resumes from the step-4 checkpoint: Muon's moments and the schedule come back with it
     records = (run / "metrics.jsonl").read_text().splitlines()
     assert records[: len(first_half)] == first_half  # steps 1-4 kept as written (timings too): not trained again

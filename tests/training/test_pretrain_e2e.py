@@ -13,7 +13,6 @@ from pipelines.config import load_config
 from pipelines.errors import PipelineError, TrainingInterrupted
 from pipelines.pretrain import pretrain
 from pipelines.training import loop
-from tests.conftest import reset_accelerate
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -89,7 +88,6 @@ def test_interrupted_run_resumes_on_the_same_trajectory(tiny_overrides, tmp_path
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"step": 13, "loss": 123.0}) + "\n")
 
-    reset_accelerate()
     pretrain(cfg)
     resumed = read_metrics(run)
     assert [r["step"] for r in resumed] == [r["step"] for r in reference]
@@ -161,12 +159,28 @@ def test_first_signal_requests_a_stop_and_second_aborts():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_runs_in_one_process_each_train_with_their_own_precision(tiny_overrides, tmp_path):
+    """accelerate keeps its first Accelerator's settings for the whole process (and refuses another precision): a
+    bf16 run between two fp32 runs must run in bf16 itself, and the second fp32 run land where the first did."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN: CPU bf16 autocast unavailable")
+
+    def eval_loss(name: str, precision: str) -> float:
+        overrides = ["train.max_steps=6", f"train.mixed_precision={precision}", f"output_dir={tmp_path / name}"]
+        return pretrain(load_config(None, [*tiny_overrides, *overrides]))["eval_loss"]
+
+    fp32 = eval_loss("fp32", "no")
+    assert eval_loss("bf16", "bf16") != pytest.approx(fp32, rel=1e-6, abs=0)  # 9e-6 apart after 6 steps
+    assert eval_loss("fp32-again", "no") == pytest.approx(fp32, rel=1e-9, abs=0)
+
+
 def test_evaluate_command_reproduces_the_final_validation(tiny_overrides, capsys):
     from pipelines.cli import main
 
     cfg = load_config(None, [*tiny_overrides, "train.max_steps=6", "train.eval_max_batches=null"])
     results = pretrain(cfg)
-    reset_accelerate()
     main(["evaluate", cfg.output_dir])
     report = json.loads((Path(cfg.output_dir) / "eval_validation.json").read_text())
     assert report["loss"] == pytest.approx(results["eval_loss"], rel=1e-5)

@@ -17,7 +17,7 @@ from pipelines.errors import PipelineError
 from pipelines.pretrain import pretrain
 from pipelines.training import loop
 from pipelines.training.throughput import flops_per_token, measured_flops_per_token, peak_memory_gb
-from tests.conftest import REPO, reset_accelerate
+from tests.conftest import REPO
 
 LAUNCHERS = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
 
@@ -176,6 +176,5 @@ def test_torch_compile_trains_and_exports(tiny_overrides, tmp_path, monkeypatch)
         assert results["eval_loss"] < 7.0
     # The export holds the trained weights under their plain names (the compile wrapper's `_orig_mod.` prefix would
     # leave a freshly initialised model at load time), so it scores what the run's own evaluation scored.
-    reset_accelerate()  # `pipelines evaluate` runs in a process of its own
     exported = evaluate_export(cfg, cfg.output_dir, tmp_path / "eval.json")
     assert exported["loss"] == pytest.approx(results["eval_loss"], rel=1e-4)
