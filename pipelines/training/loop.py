@@ -86,9 +86,9 @@ def check_devices() -> None:
 
 def _accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
     # accelerate keeps the first Accelerator's settings for the whole process: a later run in the same Python
-    # process (a notebook, a script chaining runs) would keep its compile backend and accumulation, and a different
-    # precision is refused ("restart your runtime"). Each run starts from its own settings, as a new command's
-    # process would; the distributed process group (PartialState) stays.
+    # process (a notebook, a script chaining runs) would keep its compile backend (and an interrupted run's gradient
+    # sync state), and a different precision is refused ("restart your runtime"). Each run starts from its own
+    # settings, as a new command's process would; the distributed process group (PartialState) stays.
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     if cfg.torch_compile:
