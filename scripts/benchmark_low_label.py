@@ -31,7 +31,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from accelerate.state import AcceleratorState, GradientState  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from pipelines.config import load_config  # noqa: E402
@@ -80,12 +79,6 @@ def schedule(labels: int | None) -> list[str]:
             f"optim.warmup_steps={steps // 10}"]  # fmt: skip
 
 
-def fresh_state() -> None:
-    """Each run in this process builds its own Accelerator."""
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 def sentences(tsv: Path) -> list[str]:
     with tsv.open(newline="") as f:
         return [row["sentence"].strip() for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
@@ -123,7 +116,6 @@ def run_pretraining(family: dict, args, work: Path) -> dict:
     if not (work / "tokenizer" / "tokenizer.json").exists():
         train_and_save(cfg)
     results = pretrain(cfg, overwrite=True)
-    fresh_state()
     summary = {"documents": documents, "steps": results["step"], "tokens": results["tokens_seen"],
                "train_seconds": round(results["train_runtime"]), "parameters": results["parameters"]}  # fmt: skip
     for key in ("loss", "token_accuracy", "bits_per_byte"):
@@ -153,7 +145,6 @@ def finetune_runs(family: dict, args, work: Path) -> list[dict]:
                                          f"output_dir={out}", *args.finetune_set])  # fmt: skip
                 started = time.perf_counter()
                 result = finetune(cfg, overwrite=True)
-                fresh_state()
                 rows.append({"model": name, "labels": labels, "seed": seed,
                              "dev_accuracy": round(100 * result["eval_accuracy"], 2), "steps": result["step"],
                              "seconds": round(time.perf_counter() - started)})  # fmt: skip
