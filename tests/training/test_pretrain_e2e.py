@@ -176,6 +176,16 @@ def test_runs_in_one_process_each_train_with_their_own_precision(tiny_overrides,
     assert eval_loss("fp32-again", "no") == pytest.approx(fp32, rel=1e-9, abs=0)
 
 
+def test_a_run_does_not_inherit_an_earlier_runs_compile_backend(tmp_path):
+    """Without a reset, accelerate would hand the second Accelerator the first one's inductor backend, silently."""
+    if not loop.inductor_can_compile():
+        pytest.skip("no C++ compiler for inductor")
+    compiled = loop.build_accelerator(load_config(None, ["train.torch_compile=true"]).train, str(tmp_path), 1)
+    assert compiled.state.dynamo_plugin.backend.name == "INDUCTOR"
+    plain = loop.build_accelerator(load_config(None, []).train, str(tmp_path), 1)
+    assert plain.state.dynamo_plugin.backend.name == "NO"
+
+
 def test_evaluate_command_reproduces_the_final_validation(tiny_overrides, capsys):
     from pipelines.cli import main
 
