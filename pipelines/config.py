@@ -326,6 +326,11 @@ class TrainConfig:
     """When the device cannot do the requested mode (e.g. bf16 on an old GPU): fall back to fp32 instead of failing."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more compute."""
+    deterministic: bool | None = None
+    """PyTorch's deterministic algorithms, so that a seed repeats a run exactly (None: on where no GPU is used, at
+    no measured cost; off on GPUs, where some kernels are slower that way). Without them a compiled run on CPU does not
+    repeat: inductor accumulates the embedding table's gradient with atomic adds, whose order varies between runs
+    (docs/benchmarks.md, "Repeatable compiled runs")."""
     torch_compile: bool = False
     """Compile the model with `torch.compile` (inductor) through accelerate, for training only (evaluation runs it
     uncompiled), from a clean compiler state each run. On CPU inductor needs a C++ compiler."""

@@ -60,9 +60,13 @@ def tiny_overrides(tmp_path, tiny_tokenizer_dir) -> list[str]:
 @pytest.fixture(autouse=True)
 def _fresh_accelerate_state():
     """Each test starts from a clean slate, as a new command's process would: accelerate keeps its process-wide
-    singletons (each run resets the settings, but not the process group a test may have set up)."""
+    singletons (each run resets the settings, but not the process group a test may have set up), and torch its
+    deterministic-algorithms switch."""
     yield
+    import torch
     from accelerate.state import AcceleratorState, GradientState
+
+    torch.use_deterministic_algorithms(False)
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()

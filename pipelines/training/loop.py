@@ -91,6 +91,10 @@ def _accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
     # settings, as a new command's process would; the distributed process group (PartialState) stays.
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
+    # A process-wide switch too: set by every run, so that one run's choice never carries over to the next. Only a
+    # warning where a kernel has no deterministic version (e.g. cuBLAS without CUBLAS_WORKSPACE_CONFIG set).
+    deterministic = cfg.deterministic if cfg.deterministic is not None else not torch.accelerator.is_available()
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if cfg.torch_compile:
         # Each Accelerator wraps `forward` anew, so a run never reuses an earlier run's graph in this process; it
         # only adds to dynamo's entries for that code (8, then it runs eagerly without a word). Start every run

@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from pipelines.config import load_config
@@ -184,6 +185,16 @@ def test_a_run_does_not_inherit_an_earlier_runs_compile_backend(tmp_path):
     assert compiled.state.dynamo_plugin.backend.name == "INDUCTOR"
     plain = loop.build_accelerator(load_config(None, []).train, str(tmp_path), 1)
     assert plain.state.dynamo_plugin.backend.name == "NO"
+
+
+def test_each_run_sets_deterministic_algorithms_as_configured(tmp_path):
+    """On by default without a GPU (a compiled CPU run repeats only with them); never inherited from an earlier run."""
+    loop.build_accelerator(load_config(None, []).train, str(tmp_path), 1)
+    assert torch.are_deterministic_algorithms_enabled() == (not torch.accelerator.is_available())
+    loop.build_accelerator(load_config(None, ["train.deterministic=true"]).train, str(tmp_path), 1)
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    loop.build_accelerator(load_config(None, ["train.deterministic=false"]).train, str(tmp_path), 1)
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_evaluate_command_reproduces_the_final_validation(tiny_overrides, capsys):

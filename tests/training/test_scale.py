@@ -161,19 +161,22 @@ def test_torch_compile_without_a_cpu_compiler_is_a_clear_error(monkeypatch):
         loop.build_accelerator(train, "unused", 0)
 
 
-def test_torch_compile_trains_and_exports(tiny_overrides, tmp_path, monkeypatch):
+def test_torch_compile_trains_repeatably_and_exports(tiny_overrides, tmp_path, monkeypatch):
     from pipelines.evaluate_export import evaluate_export
 
     # One graph per run, however many runs in a process: evaluation runs eagerly and each run starts from a clean
     # compiler state. Past the limit dynamo would fall back to eager silently; here it raises instead.
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
-    for seed in (1, 2):
+    losses = []
+    for run in (1, 2):
         cfg = load_config(None, [*tiny_overrides, "train.torch_compile=true", "train.max_steps=4", "train.eval_steps=2",
-                                 "train.eval_max_batches=null", f"seed={seed}",
-                                 f"output_dir={tmp_path / f'run{seed}'}"])  # fmt: skip
+                                 "train.eval_max_batches=null", f"output_dir={tmp_path / f'run{run}'}"])  # fmt: skip
         results = pretrain(cfg)
         assert results["eval_loss"] < 7.0
+        losses.append(results["eval_loss"])
+    # The same seed repeats the run exactly (train.deterministic: inductor's atomic adds would not).
+    assert losses[0] == losses[1]
     # The export holds the trained weights under their plain names (the compile wrapper's `_orig_mod.` prefix would
     # leave a freshly initialised model at load time), so it scores what the run's own evaluation scored.
     exported = evaluate_export(cfg, cfg.output_dir, tmp_path / "eval.json")
