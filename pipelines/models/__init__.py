@@ -68,7 +68,34 @@ def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_update
     """A freshly initialised model of architecture `cfg.arch` with the head of `auto_class`."""
     config = _fresh_config(cfg, shape, auto_class)
     config.update(config_updates)
-    return add_residual_dropout(auto_class.from_config(config, **attention(cfg)), cfg.residual_dropout)
+    model = tabulate_rotary(auto_class.from_config(config, **attention(cfg)), shape.max_positions)
+    return add_residual_dropout(model, cfg.residual_dropout)
+
+
+def tabulate_rotary(model, positions: int):
+    """Rotary angles' cos and sin read from tables made once, in training mode (Llama-style models).
+
+    transformers computes them from the positions in every forward pass; compiled, inductor fuses that computation
+    into each layer's query and key kernels, forward and backward, and evaluates cos and sin once per element of
+    every batch row and head: 12% of a step of the benchmark's model (docs/benchmarks.md, "Seventeenth sweep").
+    The tables hold the same values (computed by the same operations) for the first `positions` positions and are
+    not saved; longer inputs, evaluation and generation use transformers' own computation."""
+    for module in model.modules():
+        if getattr(module, "rope_type", None) != "default" or not hasattr(module, "inv_freq"):
+            continue
+        angles = torch.arange(positions, dtype=torch.float)[:, None] * module.inv_freq.float()
+        angles = torch.cat((angles, angles), dim=-1)
+        module.register_buffer("cos_table", angles.cos() * module.attention_scaling, persistent=False)
+        module.register_buffer("sin_table", angles.sin() * module.attention_scaling, persistent=False)
+        module.register_forward_hook(_rotary_from_table, with_kwargs=True)
+    return model
+
+
+def _rotary_from_table(module: torch.nn.Module, args: tuple, kwargs: dict, output):
+    x, position_ids = (*args, *kwargs.values())[:2]  # transformers passes them positionally or by keyword
+    if not module.training or position_ids.shape[-1] > module.cos_table.shape[0]:
+        return output
+    return module.cos_table[position_ids].to(x.dtype), module.sin_table[position_ids].to(x.dtype)
 
 
 def add_residual_dropout(model, p: float):
@@ -185,7 +212,7 @@ def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, blo
             from pipelines.models.lora import add_lora
 
             model = add_lora(model, cfg.lora, auto_class)
-        return add_residual_dropout(model, cfg.residual_dropout)  # after LoRA: the adapters' output is dropped too
+        return add_residual_dropout(tabulate_rotary(model, block_size), cfg.residual_dropout)  # after LoRA: its output too
     model = build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
     if cfg.embeddings_from:
         copy_input_embeddings(resolve_export(cfg.embeddings_from), model, tokenizer)

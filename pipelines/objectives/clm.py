@@ -13,17 +13,18 @@ from pipelines.objectives.batching import pad_blocks
 
 @dataclass(frozen=True)
 class CausalLMCollator:
-    """Stack packed blocks; pad the odd short block and give its padding label -100.
+    """Stack packed blocks; pad the odd short block on the right and give its padding label -100.
 
-    Labels equal the inputs: `transformers` causal models shift them internally.
-    """
+    Labels equal the inputs: `transformers` causal models shift them internally. No attention mask: a real token
+    never attends to the padding after it, so the mask changes no loss, while passing one costs every attention
+    layer a padding mask combined with the causal one (compiled, 13% of the benchmark's forward pass;
+    docs/benchmarks.md, "Seventeenth sweep")."""
 
     pad_token_id: int
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_blocks(examples, self.pad_token_id)
-        labels = input_ids.masked_fill(attention_mask == 0, -100)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return {"input_ids": input_ids, "labels": input_ids.masked_fill(attention_mask == 0, -100)}
 
 
 def build_clm_collator(tokenizer, cfg=None, eval_seed: int | None = None) -> CausalLMCollator:

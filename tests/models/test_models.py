@@ -144,7 +144,7 @@ def test_residual_dropout_drops_each_blocks_outputs_in_training_only(tmp_path):
     plain = build_model(_tiny("qwen3"), shape, AutoModelForCausalLM).eval()
     torch.manual_seed(0)
     dropped = build_model(_tiny("qwen3", residual_dropout=0.5), shape, AutoModelForCausalLM)
-    hooked = sorted(name for name, m in dropped.named_modules() if m._forward_hooks)
+    hooked = sorted(name for name, m in dropped.named_modules() if m._forward_hooks and "rotary" not in name)
     assert hooked == [f"model.layers.{i}.{p}" for i in range(2) for p in ("mlp.down_proj", "self_attn.o_proj")]
     seen = []  # registered after the dropout hook, so it sees the dropped output
     projection = dropped.model.layers[0].self_attn.o_proj
@@ -159,6 +159,27 @@ def test_residual_dropout_drops_each_blocks_outputs_in_training_only(tmp_path):
         torch.testing.assert_close(dropped.eval()(input_ids=ids).logits, plain(input_ids=ids).logits)
     dropped.save_pretrained(tmp_path)
     assert "residual" not in (tmp_path / "config.json").read_text()  # the export is a plain Qwen3
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_rotary_tables_give_transformers_own_angles_and_are_not_saved(arch, tmp_path):
+    shape = model_shape(ModelConfig(), FakeTokenizer(64), 8)
+    model = build_model(_tiny(arch), shape, AutoModelForCausalLM)
+    rotary = model.model.rotary_emb
+    assert rotary.cos_table.shape == (8, rotary.inv_freq.numel() * 2)
+    plain = type(model)(model.config)  # the same weights, no tables: transformers computes the angles
+    plain.load_state_dict(model.state_dict())
+    ids = torch.randint(0, 64, (4, 8))
+    for autocast in (False, True):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            assert torch.equal(model.train()(input_ids=ids).logits, plain.train()(input_ids=ids).logits)
+    positions = torch.arange(8)[None]
+    tabled = rotary(torch.zeros(1, 8, 32), positions)
+    assert torch.equal(tabled[0], rotary.cos_table[positions]) and torch.equal(tabled[1], rotary.sin_table[positions])
+    longer = torch.arange(12)[None]  # past the table: transformers' own computation
+    torch.testing.assert_close(rotary(torch.zeros(1, 12, 32), longer)[0][:, :8], tabled[0])
+    model.save_pretrained(tmp_path)
+    assert not any("table" in key for key in model.state_dict())
 
 
 @pytest.mark.parametrize("p", [0.05, 0.15, 0.5])

@@ -8,8 +8,9 @@ import pytest
 import torch
 import transformers
 
-from pipelines.config import ObjectiveConfig
+from pipelines.config import ModelConfig, ObjectiveConfig
 from pipelines.errors import PipelineError
+from pipelines.models import ModelShape, build_model
 from pipelines.objectives import OBJECTIVES, Packing, auto_class_for
 from pipelines.objectives.clm import CausalLMCollator, build_clm_collator, clm_packing
 
@@ -19,32 +20,40 @@ PAD = 99
 def test_equal_length_examples_stack():
     collate = CausalLMCollator(pad_token_id=PAD)
     batch = collate([{"input_ids": [1, 2, 3]}, {"input_ids": [4, 5, 6]}])
-    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert set(batch) == {"input_ids", "labels"}
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 5, 6]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 1]]
     assert batch["labels"].tolist() == [[1, 2, 3], [4, 5, 6]]
     for tensor in batch.values():
         assert tensor.dtype == torch.long
         assert tensor.shape == (2, 3)
 
 
-def test_short_example_is_padded_and_masked():
+def test_short_example_is_padded_and_masked_out_of_the_loss():
     collate = CausalLMCollator(pad_token_id=PAD)
     batch = collate([{"input_ids": [1, 2, 3, 4]}, {"input_ids": [5, 6]}, {"input_ids": [7, 8, 9, 10]}])
-    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    assert ids.tolist() == [[1, 2, 3, 4], [5, 6, PAD, PAD], [7, 8, 9, 10]]
-    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]
-    assert labels.tolist() == [[1, 2, 3, 4], [5, 6, -100, -100], [7, 8, 9, 10]]
-    assert torch.equal(labels[mask == 1], ids[mask == 1])
-    assert (labels[mask == 0] == -100).all()
-    assert (ids[mask == 0] == PAD).all()
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4], [5, 6, PAD, PAD], [7, 8, 9, 10]]
+    assert batch["labels"].tolist() == [[1, 2, 3, 4], [5, 6, -100, -100], [7, 8, 9, 10]]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen3"])
+def test_no_attention_mask_changes_no_loss(arch):
+    # right padding comes after every real token, which causal attention never looks ahead to: the collator's
+    # batch without a mask gives each real token the loss and logits it gets with the padding masked
+    shape = ModelShape(vocab_size=128, max_positions=8, bos_token_id=None, eos_token_id=1, pad_token_id=PAD % 128)
+    model = build_model(ModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=4), shape,
+                        transformers.AutoModelForCausalLM).eval()  # fmt: skip
+    batch = CausalLMCollator(pad_token_id=PAD % 128)([{"input_ids": [5, 6, 7, 8, 9, 10]}, {"input_ids": [11, 12, 13]}])
+    mask = (batch["labels"] != -100).long()
+    with torch.no_grad():
+        unmasked, masked = model(**batch), model(**batch, attention_mask=mask)
+    assert torch.allclose(unmasked.loss, masked.loss, atol=1e-6)
+    assert torch.allclose(unmasked.logits[mask == 1], masked.logits[mask == 1], atol=1e-5)
 
 
 def test_real_token_equal_to_pad_id_is_kept():
     # a real token whose id happens to equal the pad id must still be a label (masking uses lengths)
     collate = CausalLMCollator(pad_token_id=PAD)
     batch = collate([{"input_ids": [PAD, 1, PAD]}, {"input_ids": [2]}])
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[PAD, 1, PAD], [2, -100, -100]]
 
 
@@ -52,7 +61,7 @@ def test_accepts_tensors_and_extra_keys():
     collate = CausalLMCollator(pad_token_id=0)
     batch = collate([{"input_ids": torch.tensor([3, 4]), "extra": "x"}, {"input_ids": torch.tensor([5])}])
     assert batch["input_ids"].tolist() == [[3, 4], [5, 0]]
-    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert set(batch) == {"input_ids", "labels"}
 
 
 def test_does_not_mutate_examples():
