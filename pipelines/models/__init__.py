@@ -212,7 +212,8 @@ def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, blo
             from pipelines.models.lora import add_lora
 
             model = add_lora(model, cfg.lora, auto_class)
-        return add_residual_dropout(tabulate_rotary(model, block_size), cfg.residual_dropout)  # after LoRA: its output too
+        model = tabulate_rotary(model, block_size)
+        return add_residual_dropout(model, cfg.residual_dropout)  # after LoRA: the adapters' output is dropped too
     model = build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
     if cfg.embeddings_from:
         copy_input_embeddings(resolve_export(cfg.embeddings_from), model, tokenizer)
