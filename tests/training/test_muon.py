@@ -18,7 +18,7 @@ from transformers import (
 from pipelines.config import ModelConfig, OptimConfig, load_config
 from pipelines.models import ModelShape, build_model
 from pipelines.pretrain import pretrain
-from pipelines.training.optimizer import HIDDEN_MATRIX, MuonWithAdamW, build_optimizer
+from pipelines.training.optimizer import HIDDEN_MATRIX, Muon, MuonWithAdamW, build_optimizer
 from tests.training.test_distributed import launch_two, losses
 
 SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
@@ -112,6 +112,31 @@ def test_matrices_of_one_shape_are_orthogonalised_together_as_each_alone():
     together = orthogonalise(grads, (3.4445, -4.7750, 2.0315), 5, 1e-7)
     for grad, update in zip(grads, together, strict=True):
         torch.testing.assert_close(update, orthogonalise(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7))
+
+
+def test_a_step_batches_tall_and_wide_matrices_of_every_group_and_moves_each_as_alone():
+    # the queries are a group of their own; gate and up projections (96 x 32) are tall, down (32 x 96) wide: they are
+    # iterated as one batch, and each must still take the step an optimizer of its own would give it
+    model = build_model(ModelConfig(arch="qwen3", hidden_size=32, num_layers=2, num_heads=2), SHAPE,
+                        AutoModelForCausalLM)  # fmt: skip
+    muon = build_optimizer(model, OptimConfig(name="normuon", query_lr_scale=0.5)).parts["muon"]
+    assert len(muon.param_groups) == 2
+    generator = torch.Generator().manual_seed(0)
+    stepped = [(p, g) for g in muon.param_groups for p in g["params"]]
+    for param, _ in stepped:
+        param.grad = torch.randn(param.shape, generator=generator)
+    start = [param.detach().clone() for param, _ in stepped]
+    for _ in range(2):  # the second step uses the momentum and NorMuon's running mean
+        muon.step()
+    together = [param.detach().clone() for param, _ in stepped]
+    for (param, group), weights, expected in zip(stepped, start, together, strict=True):
+        param.data.copy_(weights)
+        settings = {k: group[k] for k in ("lr", "weight_decay", "momentum", "adjust_lr_fn")}
+        alone = Muon([param], neuron_beta2=muon.neuron_beta2, **settings)
+        for _ in range(2):
+            alone.step()
+        torch.testing.assert_close(param.detach(), expected)
+        assert not torch.equal(param.detach(), weights)
 
 
 def test_normuon_evens_out_the_neurons_and_keeps_muons_step_size():
