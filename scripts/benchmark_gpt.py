@@ -42,7 +42,7 @@ from pipelines.objectives import OBJECTIVES, auto_class_for  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
 from pipelines.tokenization import load_tokenizer, train_and_save  # noqa: E402
 from pipelines.training.allocator import keep_freed_memory  # noqa: E402
-from pipelines.training.loop import inductor_can_compile  # noqa: E402
+from pipelines.training.loop import inductor_can_compile, train_on_loss_only  # noqa: E402
 from pipelines.training.optimizer import build_optimizer, cpu_computes_bfloat16  # noqa: E402
 
 # The best of the sweeps at 70-95 s budgets on 2 CPU cores (docs/benchmarks.md): Qwen3-style blocks (Llama's with
@@ -114,11 +114,12 @@ def warm_compile_cache(base: list[str], work: Path) -> float:
 
 
 def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
-    """Tokens/s of plain PyTorch: same model, optimizer, clipping, precision, compilation and batches; nothing
-    else (the warm-up steps compile)."""
+    """Tokens/s of plain PyTorch: same model (whose forward returns the loss alone, as in training), optimizer,
+    clipping, precision, compilation and batches; nothing else (the warm-up steps compile)."""
     objective = OBJECTIVES.get(cfg.objective.name)
     set_seed(cfg.seed)
     model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class_for(objective))
+    train_on_loss_only(model)
     model.train()
     optimizer = build_optimizer(model, cfg.optim)
     forward = torch.compile(model) if cfg.train.torch_compile else model

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -353,6 +354,8 @@ def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, tra
     scheduler = build_scheduler(optimizer, cfg.optim, tcfg.max_steps, accelerator.num_processes)
     wsd = next((f for f in getattr(scheduler, "lr_lambdas", []) if isinstance(f, WarmupStableDecay)), None)
     train_loader, eval_loader = _loaders(tcfg, cfg.seed, train_dataset, eval_dataset, train_collator, eval_collator)
+    if loss_fn is None:
+        train_on_loss_only(model)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
     _check_loaders(tcfg, accelerator, train_dataset, train_loader, eval_loader)
@@ -373,6 +376,22 @@ def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, tra
     return Run(cfg, accelerator, model, optimizer, scheduler, wsd, train_loader, eval_loader, evaluate, metrics,
                stopper, ProgressWatch(saved.get("eval_losses")), Clock(saved["train_runtime"], state.tokens_seen),
                bar, state, device_peak, loss_fn)  # fmt: skip
+
+
+def train_on_loss_only(model: torch.nn.Module) -> None:
+    """In training mode, the model's forward returns its loss alone, which is all the loop reads when the model
+    computes its own loss. Set before accelerate wraps the forward: under mixed precision accelerate converts every
+    output to fp32, and the logits (batch x length x vocabulary) are a step's largest tensor; compiled, converting them
+    cost the benchmark's model 2-4 ms of a 50 ms step (docs/benchmarks.md, "Seventeenth sweep"). A bound method, so
+    that a deep copy of the model (the FLOP count's) runs the copy, not this model."""
+    model.forward = types.MethodType(_loss_only_forward, model)
+
+
+def _loss_only_forward(self: torch.nn.Module, *args, **kwargs):
+    outputs = type(self).forward(self, *args, **kwargs)
+    if not self.training or getattr(outputs, "loss", None) is None:
+        return outputs
+    return type(outputs)(loss=outputs.loss)
 
 
 def _check_options(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import warnings
@@ -56,6 +57,29 @@ def test_measured_flops_match_a_hand_count_for_a_tiny_gpt():
     forward = 2 * (L * 12 * d * d + V * d) + L * 4 * T * d
     assert measured_flops_per_token(model, {"input_ids": ids, "labels": ids}) == 3 * forward
     assert model.transformer.h[0].attn.c_attn.weight.grad is None  # counted on a copy: the run's model untouched
+
+
+@pytest.mark.parametrize("seq2seq", [False, True])
+def test_a_training_forward_returns_its_loss_alone_and_evaluation_everything(seq2seq):
+    # the loop reads only the loss; without the logits, accelerate has no vocabulary-wide tensor to convert to fp32
+    if seq2seq:
+        config = T5Config(vocab_size=64, d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2, dropout_rate=0.0,
+                          decoder_start_token_id=0)  # fmt: skip
+        model = T5ForConditionalGeneration(config)
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=1, n_head=2,
+                                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))  # fmt: skip
+    ids = torch.randint(2, 64, (2, 16))
+    batch = {"input_ids": ids, "labels": ids}
+    expected = model.eval()(**batch)
+    loop.train_on_loss_only(model)
+    trained = model.train()(**batch)
+    assert trained.logits is None and torch.allclose(trained.loss, expected.loss)
+    assert torch.equal(model.eval()(**batch).logits, expected.logits)
+    if not seq2seq:  # no labels, no loss of the model's own: the whole output
+        assert torch.equal(model.train()(input_ids=ids).logits, expected.logits)
+    copy.deepcopy(model)(**batch).loss.backward()  # a copy (the FLOP count's) runs itself, not the model
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_counting_flops_leaves_the_random_state_alone():
