@@ -68,8 +68,13 @@ def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_update
     """A freshly initialised model of architecture `cfg.arch` with the head of `auto_class`."""
     config = _fresh_config(cfg, shape, auto_class)
     config.update(config_updates)
-    model = tabulate_rotary(auto_class.from_config(config, **attention(cfg)), shape.max_positions)
-    return add_residual_dropout(model, cfg.residual_dropout)
+    return _training_hooks(auto_class.from_config(config, **attention(cfg)), cfg, shape.max_positions)
+
+
+def _training_hooks(model, cfg: ModelConfig, positions: int):
+    """What a model gets for training, fresh or loaded: rotary tables and `model.residual_dropout` (both act in
+    training mode only, so evaluation and the export see the plain transformers model)."""
+    return add_residual_dropout(tabulate_rotary(model, positions), cfg.residual_dropout)
 
 
 def tabulate_rotary(model, positions: int):
@@ -212,8 +217,7 @@ def init_model(cfg: ModelConfig, export: Path | None, auto_class, tokenizer, blo
             from pipelines.models.lora import add_lora
 
             model = add_lora(model, cfg.lora, auto_class)
-        model = tabulate_rotary(model, block_size)
-        return add_residual_dropout(model, cfg.residual_dropout)  # after LoRA: the adapters' output is dropped too
+        return _training_hooks(model, cfg, block_size)  # after LoRA: the adapters' output is dropped too
     model = build_model(cfg, model_shape(cfg, tokenizer, block_size), auto_class, **config_updates)
     if cfg.embeddings_from:
         copy_input_embeddings(resolve_export(cfg.embeddings_from), model, tokenizer)
