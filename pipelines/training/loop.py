@@ -252,6 +252,7 @@ class Clock:
         self.start = self.window_start = time.perf_counter()
         self.window_tokens = tokens_seen
         self.paused_total = 0.0
+        self.first_step: tuple[int, float] | None = None
 
     def runtime(self) -> float:
         return self.before + time.perf_counter() - self.start
@@ -265,6 +266,16 @@ class Clock:
         rate = (tokens_seen - self.window_tokens) / max(now - self.window_start, 1e-9)
         self.window_start, self.window_tokens = now, tokens_seen
         return rate
+
+    def step_rate(self, step: int) -> float | None:
+        """Optimizer steps per second of training since this session's first step, which this call, made after
+        every step, marks (None then). That step compiles the model or loads its kernels: 3-4 s in a compiled
+        benchmark run of 50 s, whose steps take 45 ms."""
+        if self.first_step is None:
+            self.first_step = (step, self.trained())
+            return None
+        steps, seconds = step - self.first_step[0], self.trained() - self.first_step[1]
+        return steps / seconds if steps > 0 and seconds > 0 else None
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -510,8 +521,9 @@ def _forward_backward(run: Run, batch: dict) -> None:
 def _check_time_budget(run: Run) -> bool:
     """True when the budget says stop now; a budget that moved a WSD decay moves the run's end with it."""
     state, tcfg = run.state, run.cfg.train
+    rate = run.clock.step_rate(state.step)
     out_of_time = _time_budget(
-        run.accelerator, tcfg.max_runtime, run.cfg.optim.decay_fraction, run.wsd, state.step, run.clock.trained()
+        run.accelerator, tcfg.max_runtime, run.cfg.optim.decay_fraction, run.wsd, state.step, run.clock.trained(), rate
     )  # every process stops on the same step
     if run.wsd is not None and run.wsd.last_step != state.max_steps:
         state.max_steps = run.bar.total = run.wsd.last_step
@@ -752,17 +764,29 @@ def _flops_per_token(model: torch.nn.Module, batch: dict) -> float:
 
 
 def _time_budget(accelerator: Accelerator, max_runtime: float | None, decay_fraction: float,
-                 wsd: WarmupStableDecay | None, step: int, trained: float) -> bool:  # fmt: skip
+                 wsd: WarmupStableDecay | None, step: int, trained: float, rate: float | None) -> bool:  # fmt: skip
     """True when the run must stop now for its time budget. A warmup-stable-decay run never stops here: once
-    (1 - decay_fraction) of the budget is trained, its decay starts and the run ends where the decay ends."""
+    (1 - decay_fraction) of the budget is trained, its decay starts, as many steps as the rest of the budget
+    holds at `rate` (steps per second), and the run ends where the decay ends."""
     if max_runtime is None:
         return False
     if wsd is None:
         return _any_process(accelerator, trained >= max_runtime)
     if not wsd.decaying(step) and _any_process(accelerator, trained >= (1 - decay_fraction) * max_runtime):
-        last = wsd.decay_now(step)  # every process decays from the same step
+        steps = decay_steps(step, trained, rate, max_runtime, decay_fraction)
+        if accelerator.num_processes > 1:  # every process decays from the same step for the same steps
+            steps = accelerator.reduce(torch.tensor(float(steps), device=accelerator.device), reduction="mean").item()
+        last = wsd.decay_now(step, round(steps))
         logger.info(f"{trained:.0f} s trained: decaying the learning rate until step {last}", main_process_only=True)
     return False
+
+
+def decay_steps(step: int, trained: float, rate: float | None, max_runtime: float, decay_fraction: float) -> float:
+    """The steps left in a time budget at `rate` steps per second; without a rate yet, the decay's share of the
+    steps taken so far, which counts the first step's compiling as training."""
+    if rate is None:
+        return step * decay_fraction / (1.0 - decay_fraction)
+    return max(0.0, max_runtime - trained) * rate
 
 
 def _any_process(accelerator: Accelerator, flag: bool) -> bool:

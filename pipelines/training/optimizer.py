@@ -222,8 +222,8 @@ class WarmupStableDecay:
     """Linear warmup, the peak rate, then a 1 - sqrt decay to zero over the last `decay_fraction` of the run.
 
     The decay's start is state (saved with the scheduler, as LambdaLR saves a callable object's attributes), so a
-    time-budgeted run can move it: `decay_now` starts the decay at the current step and sizes it from the steps
-    taken so far, so the run ends on a finished decay at about its time budget instead of being cut off at the peak.
+    time-budgeted run can move it: `decay_now` starts the decay at the current step for as many steps as the rest
+    of the budget holds, so the run ends on a finished decay at its time budget instead of being cut off at the peak.
     Counts are in scheduler steps, `per_step` per optimizer step (one per process under accelerate)."""
 
     def __init__(self, warmup_steps: int, max_steps: int, decay_fraction: float, per_step: int = 1):
@@ -246,11 +246,11 @@ class WarmupStableDecay:
     def decaying(self, step: int) -> bool:
         return step * self.per_step >= self.decay_start
 
-    def decay_now(self, step: int) -> int:
-        """Start decaying at optimizer step `step` for the same share of the run as planned; returns the last step."""
-        decay_steps = max(1, round(step * self.decay_fraction / (1.0 - self.decay_fraction)))
+    def decay_now(self, step: int, decay_steps: int) -> int:
+        """Start decaying at optimizer step `step` for `decay_steps` steps (at least one, and never past the planned
+        end); returns the last step."""
         self.decay_start = step * self.per_step
-        self.end = min(self.end, self.decay_start + decay_steps * self.per_step)
+        self.end = min(self.end, self.decay_start + max(1, decay_steps) * self.per_step)
         return self.last_step
 
     @property

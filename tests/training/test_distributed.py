@@ -179,3 +179,16 @@ def test_fsdp_generation_keeps_processes_in_step_when_their_outputs_differ_in_le
     launch_two("finetune", sets, "fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no")
     lines = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 8
+
+
+def test_two_processes_end_a_time_budget_on_one_finished_decay(tiny_overrides, tmp_path):
+    """Each process times its own steps; the decay they start together must have one length, or one process would
+    wait forever for the other's next all-reduce."""
+    run = tmp_path / "two"
+    launch_two("pretrain", [*tiny_overrides, "train.max_steps=100000", "train.max_runtime=6", "train.eval_steps=1000",
+                            "optim.lr_scheduler_type=warmup_stable_decay", "optim.warmup_steps=2",
+                            f"output_dir={run}"])  # fmt: skip
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["learning_rate"] for r in records if "learning_rate" in r]
+    assert rates[-1] == 0.0 and rates[-2] > 0.0  # the decay's last step, reached by both processes together
+    assert (run / "final" / "model.safetensors").is_file()

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelFo
 from pipelines.config import ModelConfig, OptimConfig
 from pipelines.errors import PipelineError
 from pipelines.models import ModelShape, build_model
+from pipelines.training import loop
 from pipelines.training.optimizer import WarmupStableDecay, build_optimizer, build_scheduler, param_groups
 
 SHAPE = ModelShape(vocab_size=64, max_positions=32, bos_token_id=None, eos_token_id=1, pad_token_id=0)
@@ -103,13 +104,13 @@ def test_warmup_stable_decay_holds_the_peak_then_decays_over_its_fraction():
     assert rates[87] == pytest.approx(1 - math.sqrt(12 / 25), abs=1e-6)
 
 
-def test_a_time_triggered_decay_starts_now_keeps_its_share_and_survives_a_checkpoint():
+def test_a_time_triggered_decay_starts_now_for_its_steps_and_survives_a_checkpoint():
     cfg = OptimConfig(learning_rate=1.0, warmup_steps=10, lr_scheduler_type="warmup_stable_decay", decay_fraction=0.2)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = build_scheduler(optimizer, cfg, max_steps=100_000, num_processes=2)  # 2 scheduler steps per step
     schedule = scheduler.lr_lambdas[0]
     assert not schedule.decaying(400)
-    assert schedule.decay_now(400) == 500  # 400 stable steps are 80% of the run: 100 more to decay
+    assert schedule.decay_now(400, 100) == 500
     assert schedule.decaying(400) and schedule(800) == 1.0 and schedule(1000) == 0.0
     assert schedule(900) == pytest.approx(1 - math.sqrt(0.5))
     restored = build_scheduler(optimizer, cfg, max_steps=100_000, num_processes=2)
@@ -117,9 +118,26 @@ def test_a_time_triggered_decay_starts_now_keeps_its_share_and_survives_a_checkp
     assert restored.lr_lambdas[0].last_step == 500 and restored.lr_lambdas[0](900) == schedule(900)
 
 
+def test_a_time_budget_sizes_its_decay_by_the_step_rate_after_the_first_step(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
+    clock = loop.Clock(before=0.0, tokens_seen=0)
+    now[0] = 4.0  # the first step compiles: 4 s
+    assert clock.step_rate(1) is None
+    now[0] = 4.0 + 10 * 0.05  # then 10 steps of 50 ms, and 1 s of evaluation that does not count
+    with clock.paused():
+        now[0] += 1.0
+    assert clock.step_rate(11) == pytest.approx(20.0)
+    # 35 s of a 50 s budget trained at step 620: the 15 s left hold 300 steps at 20 a second. Without a rate yet,
+    # the decay's share of the steps so far: 700 * 0.3 / 0.7.
+    assert loop.decay_steps(620, trained=35.0, rate=20.0, max_runtime=50.0, decay_fraction=0.3) == 300
+    assert loop.decay_steps(700, trained=35.0, rate=None, max_runtime=50.0, decay_fraction=0.3) == pytest.approx(300)
+    assert loop.decay_steps(700, trained=51.0, rate=20.0, max_runtime=50.0, decay_fraction=0.3) == 0  # none left
+
+
 def test_a_decayed_schedule_planned_again_holds_the_peak_until_its_new_decay():
     schedule = WarmupStableDecay(warmup_steps=10, max_steps=100, decay_fraction=0.2)
-    schedule.decay_now(50)  # a time budget ended the run early, on a decay
+    schedule.decay_now(50, 10)  # a time budget ended the run early, on a decay
     schedule.plan(200)  # the run is extended to 200 steps
     assert schedule.last_step == 200 and not schedule.decaying(100)
     assert schedule(100) == 1.0 and schedule(160) == 1.0 and schedule(180) == pytest.approx(1 - math.sqrt(0.5))

@@ -221,9 +221,12 @@ def test_a_time_budgeted_wsd_run_ends_on_a_finished_decay(tiny_overrides):
                              "train.logging_steps=1", "optim.lr_scheduler_type=warmup_stable_decay",
                              "optim.warmup_steps=2", "optim.decay_fraction=0.25"])  # fmt: skip
     results = pretrain(cfg)
-    rates = [r["learning_rate"] for r in read_metrics(Path(cfg.output_dir)) if "learning_rate" in r]
+    logged = [r for r in read_metrics(Path(cfg.output_dir)) if "learning_rate" in r]
+    rates, elapsed = [r["learning_rate"] for r in logged], [r["elapsed"] for r in logged]
     peak = cfg.optim.learning_rate
     decay_start = next(i for i, rate in enumerate(rates) if i > 2 and rate < peak)
     assert results["step"] == len(rates) < 100000 and rates[-1] == 0.0  # stopped on the decay's last step
-    assert decay_start / len(rates) == pytest.approx(0.75, abs=0.05)  # the decay took its share of the steps
+    step_time = (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)
+    assert elapsed[decay_start - 1] >= 0.75 * 4 > elapsed[decay_start - 2]  # decayed from 75% of the budget on
+    assert elapsed[-1] == pytest.approx(4, abs=2 * step_time)  # for as many steps as the rest of the budget held
     assert all(a >= b for a, b in zip(rates[decay_start - 1 :], rates[decay_start:], strict=False))
