@@ -218,8 +218,8 @@ def test_time_budget_stops_evaluates_and_exports(tiny_overrides, tmp_path):
 
 def test_a_time_budgeted_wsd_run_ends_on_a_finished_decay(tiny_overrides):
     cfg = load_config(None, [*tiny_overrides, "train.max_steps=100000", "train.max_runtime=4", "train.eval_steps=1000",
-                             "train.logging_steps=1", "optim.lr_scheduler_type=warmup_stable_decay",
-                             "optim.warmup_steps=2", "optim.decay_fraction=0.25"])  # fmt: skip
+                             "train.save_steps=1000", "train.logging_steps=1", "optim.warmup_steps=2",
+                             "optim.lr_scheduler_type=warmup_stable_decay", "optim.decay_fraction=0.25"])  # fmt: skip
     results = pretrain(cfg)
     logged = [r for r in read_metrics(Path(cfg.output_dir)) if "learning_rate" in r]
     rates, elapsed = [r["learning_rate"] for r in logged], [r["elapsed"] for r in logged]
@@ -227,6 +227,8 @@ def test_a_time_budgeted_wsd_run_ends_on_a_finished_decay(tiny_overrides):
     decay_start = next(i for i, rate in enumerate(rates) if i > 2 and rate < peak)
     assert results["step"] == len(rates) < 100000 and rates[-1] == 0.0  # stopped on the decay's last step
     step_time = (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)
-    assert elapsed[decay_start - 1] >= 0.75 * 4 > elapsed[decay_start - 2]  # decayed from 75% of the budget on
-    assert elapsed[-1] == pytest.approx(4, abs=2 * step_time)  # for as many steps as the rest of the budget held
+    # Nothing pauses the clock (no evaluation or checkpoint before the end), so the logged wall time is training time.
+    # The decay starts at the step that finds 75% of the budget trained (logged a moment after that check).
+    assert elapsed[decay_start - 1] >= 0.75 * 4 and elapsed[decay_start - 2] < 0.75 * 4 + step_time
+    assert elapsed[-1] == pytest.approx(4, abs=max(3 * step_time, 0.4))  # for as many steps as the rest held
     assert all(a >= b for a, b in zip(rates[decay_start - 1 :], rates[decay_start:], strict=False))
