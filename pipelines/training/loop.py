@@ -268,9 +268,9 @@ class Clock:
         return rate
 
     def step_rate(self, step: int) -> float | None:
-        """Optimizer steps per second of training since this session's first step, which this call, made after
-        every step, marks (None then). That step compiles the model or loads its kernels: 3-4 s in a compiled
-        benchmark run of 50 s, whose steps take 45 ms."""
+        """Optimizer steps per second of training since this session's first step. Called after every step; the
+        first call marks that step and returns None. The first step compiles the model or loads its kernels (3-4 s
+        of a compiled 50 s benchmark run whose other steps take 45 ms), so it is left out of the rate."""
         if self.first_step is None:
             self.first_step = (step, self.trained())
             return None
