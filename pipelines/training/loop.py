@@ -521,7 +521,7 @@ def _forward_backward(run: Run, batch: dict) -> None:
 def _check_time_budget(run: Run) -> bool:
     """True when the budget says stop now; a budget that moved a WSD decay moves the run's end with it."""
     state, tcfg = run.state, run.cfg.train
-    rate = run.clock.step_rate(state.step)
+    rate = run.clock.step_rate(state.step) if tcfg.max_runtime is not None else None
     out_of_time = _time_budget(
         run.accelerator, tcfg.max_runtime, run.cfg.optim.decay_fraction, run.wsd, state.step, run.clock.trained(), rate
     )  # every process stops on the same step
