@@ -42,7 +42,7 @@ from pipelines.objectives import OBJECTIVES, auto_class_for  # noqa: E402
 from pipelines.pretrain import pretrain  # noqa: E402
 from pipelines.tokenization import load_tokenizer, train_and_save  # noqa: E402
 from pipelines.training.allocator import keep_freed_memory  # noqa: E402
-from pipelines.training.loop import inductor_can_compile, train_on_loss_only  # noqa: E402
+from pipelines.training.loop import inductor_can_compile, set_training_forward  # noqa: E402
 from pipelines.training.optimizer import build_optimizer, cpu_computes_bfloat16  # noqa: E402
 
 # The best of the sweeps at 70-95 s budgets on 2 CPU cores (docs/benchmarks.md): Qwen3-style blocks (Llama's with
@@ -121,10 +121,9 @@ def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
     objective = OBJECTIVES.get(cfg.objective.name)
     set_seed(cfg.seed)
     model = build_model(cfg.model, model_shape(cfg.model, tokenizer, cfg.data.block_size), auto_class_for(objective))
-    train_on_loss_only(model)
+    set_training_forward(model, loss_only=True, compiled=cfg.train.torch_compile)
     model.train()
     optimizer = build_optimizer(model, cfg.optim)
-    forward = torch.compile(model) if cfg.train.torch_compile else model
     collator = objective.build_collator(tokenizer, cfg.objective)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(blocks, batch_size=cfg.train.per_device_train_batch_size, shuffle=True,
@@ -140,7 +139,7 @@ def bare_loop(cfg, tokenizer, blocks, steps: int, warmup: int = 5) -> float:
             batches = iter(loader)
             batch = next(batches)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.mixed_precision == "bf16"):
-            loss = forward(**batch).loss
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
         optimizer.step()

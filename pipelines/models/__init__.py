@@ -74,6 +74,10 @@ def build_model(cfg: ModelConfig, shape: ModelShape, auto_class, **config_update
 def _training_hooks(model, cfg: ModelConfig, positions: int):
     """What a model gets for training, fresh or loaded: rotary tables and `model.residual_dropout` (both act in
     training mode only, so evaluation and the export see the plain transformers model)."""
+    if getattr(model, "loss_type", "") is None:
+        # GPT-2's head class name matches no loss name, so each forward warns and falls back to the causal LM loss;
+        # a compiled forward breaks its graph at that warning. Name the same loss at the start.
+        model.loss_type = "ForCausalLM"
     return add_residual_dropout(tabulate_rotary(model, positions), cfg.residual_dropout)
 
 

@@ -87,9 +87,9 @@ def check_devices() -> None:
 
 def _accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
     # accelerate keeps the first Accelerator's settings for the whole process: a later run in the same Python
-    # process (a notebook, a script chaining runs) would keep its compile backend (and an interrupted run's gradient
-    # sync state), and a different precision is refused ("restart your runtime"). Each run starts from its own
-    # settings, as a new command's process would; the distributed process group (PartialState) stays.
+    # process (a notebook, a script chaining runs) would keep its precision (and an interrupted run's gradient sync
+    # state), and a different precision is refused ("restart your runtime"). Each run starts from its own settings,
+    # as a new command's process would; the distributed process group (PartialState) stays.
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     # A process-wide switch too: set by every run, so that one run's choice never carries over to the next. Only a
@@ -97,15 +97,14 @@ def _accelerator(cfg: TrainConfig, output_dir: str, seed: int) -> Accelerator:
     deterministic = cfg.deterministic if cfg.deterministic is not None else not torch.accelerator.is_available()
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if cfg.torch_compile:
-        # Each Accelerator wraps `forward` anew, so a run never reuses an earlier run's graph in this process; it
-        # only adds to dynamo's entries for that code (8, then it runs eagerly without a word). Start every run
-        # from a clean compiler state, as a new process would; inductor's on-disk cache still serves it.
+        # Each run compiles its own model's training forward (`set_training_forward`), which would only add to
+        # dynamo's entries for that code (8, then it runs eagerly without a word). Start every run from a clean
+        # compiler state, as a new process would; the on-disk caches still serve it.
         torch.compiler.reset()
     return Accelerator(
         # Without any accelerator, `accelerate launch --multi_gpu` processes must use gloo on CPU.
         cpu=not torch.accelerator.is_available(),
         mixed_precision=_supported_precision(cfg),
-        dynamo_backend="inductor" if cfg.torch_compile else None,
         # Sync strictly every k micro-batches, also across epoch ends, so step k·n ↔ micro-batch n·k.
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=False
@@ -325,8 +324,7 @@ def train(
     loss_fn: LossFn | None = None,
 ) -> tuple[dict, torch.nn.Module]:
     """Train for `cfg.train.max_steps` optimizer steps; returns the final evaluation and run statistics,
-    and the prepared (possibly wrapped) model, which the export must use, without its compile wrapper (whose
-    state dict names every weight `_orig_mod.<name>`, which a plain model would not load).
+    and the prepared (possibly wrapped) model, which the export must use.
 
     With `train.early_stopping_patience`, training stops once the watched metric has not improved for
     that many evaluations, and the best weights seen are restored before returning.
@@ -350,7 +348,7 @@ def train(
             if _finished(run, out_of_time):
                 break
     run.bar.close()
-    return _results(run), _uncompiled(run.model)
+    return _results(run), run.model
 
 
 def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, train_dataset, eval_dataset,
@@ -365,8 +363,7 @@ def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, tra
     scheduler = build_scheduler(optimizer, cfg.optim, tcfg.max_steps, accelerator.num_processes)
     wsd = next((f for f in getattr(scheduler, "lr_lambdas", []) if isinstance(f, WarmupStableDecay)), None)
     train_loader, eval_loader = _loaders(tcfg, cfg.seed, train_dataset, eval_dataset, train_collator, eval_collator)
-    if loss_fn is None:
-        train_on_loss_only(model)
+    set_training_forward(model, loss_only=loss_fn is None, compiled=tcfg.torch_compile)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
     _check_loaders(tcfg, accelerator, train_dataset, train_loader, eval_loader)
@@ -389,18 +386,38 @@ def _start(cfg: RunConfig, accelerator: Accelerator, model: torch.nn.Module, tra
                bar, state, device_peak, loss_fn)  # fmt: skip
 
 
-def train_on_loss_only(model: torch.nn.Module) -> None:
-    """In training mode, the model's forward returns its loss alone, which is all the loop reads when the model
-    computes its own loss. Set before accelerate wraps the forward: under mixed precision accelerate converts every
-    output to fp32, and the logits (batch x length x vocabulary) are a step's largest tensor; compiled, converting them
-    cost the benchmark's model 2-4 ms of a 50 ms step (docs/benchmarks.md, "Seventeenth sweep"). A bound method, so
-    that a deep copy of the model (the FLOP count's) runs the copy, not this model."""
-    model.forward = types.MethodType(_loss_only_forward, model)
+def set_training_forward(model: torch.nn.Module, loss_only: bool, compiled: bool) -> None:
+    """The forward a training step runs, set before accelerate wraps it (in autocast, under mixed precision);
+    evaluation (eval mode) runs the model's own forward, eagerly.
+
+    `loss_only`: the training forward returns the loss alone, which is all the loop reads when the model computes
+    its own loss. Under mixed precision accelerate converts every output to fp32, and the logits (batch x length x
+    vocabulary) are a step's largest tensor; compiled, converting them cost the benchmark's model 2-4 ms of a 50 ms
+    step (docs/benchmarks.md, "Seventeenth sweep").
+
+    `compiled`: `torch.compile` (inductor) compiles this training forward alone, inside accelerate's autocast. Had
+    accelerate compiled its own wrapper, autocast would be inside the graph, which AOTAutograd's cache refuses: every
+    run would trace forward and backward again, 2 s of the benchmark's 55 s budget, where a cached run's first step
+    takes 0.9 s (docs/benchmarks.md, "Nineteenth sweep"). Compiling evaluation too would cost seconds per run (twice
+    where a shorter last batch recompiles), and that batch would mark the batch size dynamic for later graphs.
+
+    A bound method, so that a deep copy of the model runs the copy, not this model."""
+    if not (loss_only or compiled):
+        return
+    step = _loss_only_forward if loss_only else type(model).forward
+    step = torch.compile(step) if compiled else step
+
+    def forward(self: torch.nn.Module, *args, **kwargs):
+        if not self.training:
+            return type(self).forward(self, *args, **kwargs)
+        return step(self, *args, **kwargs)
+
+    model.forward = types.MethodType(forward, model)
 
 
 def _loss_only_forward(self: torch.nn.Module, *args, **kwargs):
     outputs = type(self).forward(self, *args, **kwargs)
-    if not self.training or getattr(outputs, "loss", None) is None:
+    if getattr(outputs, "loss", None) is None:  # no labels: the whole output
         return outputs
     return type(outputs)(loss=outputs.loss)
 
@@ -502,7 +519,7 @@ def _forward_backward(run: Run, batch: dict) -> None:
     """One micro-batch: loss, gradients, and (every `gradient_accumulation_steps`) a clipped optimizer step."""
     accelerator, state, max_norm = run.accelerator, run.state, run.cfg.optim.max_grad_norm
     if state.token_flops is None:  # counted before the step, while the gradients are still empty
-        state.token_flops = _flops_per_token(accelerator.unwrap_model(run.model, keep_torch_compile=False), batch)
+        state.token_flops = _flops_per_token(accelerator.unwrap_model(run.model), batch)
     with accelerator.accumulate(run.model):
         outputs = run.model(**batch)
         loss = outputs.loss if run.loss_fn is None else run.loss_fn(outputs, batch)
@@ -564,11 +581,11 @@ def _maybe_evaluate(run: Run, out_of_time: bool) -> None:
     due = state.step % run.cfg.train.eval_steps == 0 or state.step == state.max_steps or out_of_time
     if run.eval_loader is None or not due:
         return
-    state.last_eval = run.evaluate(_uncompiled(run.model), run.eval_loader)
+    state.last_eval = run.evaluate(run.model, run.eval_loader)
     run.metrics.write({"step": state.step, **{f"eval_{k}": v for k, v in state.last_eval.items()},
                        "elapsed": run.clock.runtime()})  # fmt: skip
     run.progress.update(state.step, state.last_eval)
-    run.stopper.update(state.step, state.last_eval, run.accelerator.unwrap_model(run.model, keep_torch_compile=False))
+    run.stopper.update(state.step, state.last_eval, run.accelerator.unwrap_model(run.model))
 
 
 def _maybe_save(run: Run, out_of_time: bool, stop_requested: bool) -> None:
@@ -609,21 +626,14 @@ def _finished(run: Run, out_of_time: bool) -> bool:
     return state.step >= state.max_steps
 
 
-def _uncompiled(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside accelerate's `torch.compile` wrapper (the outermost one), for evaluation and the export: a
-    run compiles only its training graph. Compiling evaluation too costs seconds per run (twice where a shorter last
-    batch recompiles) and that shorter batch marks the batch size dynamic for the training graphs compiled after it."""
-    return getattr(model, "_orig_mod", model)
-
-
 def _results(run: Run) -> dict:
     """The final evaluation (of the best weights, with early stopping) and the run's statistics."""
     state, accelerator = run.state, run.accelerator
     if run.stopper.best_weights is not None:
-        accelerator.unwrap_model(run.model, keep_torch_compile=False).load_state_dict(run.stopper.best_weights)
+        accelerator.unwrap_model(run.model).load_state_dict(run.stopper.best_weights)
         state.last_eval = run.stopper.best_eval
     if run.eval_loader is not None and not state.last_eval:  # resumed at the end, e.g. after a crash during export
-        state.last_eval = run.evaluate(_uncompiled(run.model), run.eval_loader)
+        state.last_eval = run.evaluate(run.model, run.eval_loader)
     runtime = run.clock.runtime()
     per_device = state.tokens_seen / max(runtime, 1e-9) / accelerator.num_processes
     results = {

@@ -17,7 +17,9 @@ PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A
 def measured_flops_per_token(model: nn.Module, batch: dict) -> float | None:
     """Training FLOPs per input token, counted by `torch.utils.flop_counter` on one forward and backward pass of
     the batch's first example through a copy of the model: every matmul and attention product, encoder and
-    decoder alike, whatever the architecture. The run's weights, gradients and random state are untouched.
+    decoder alike, whatever the architecture. The run's weights, gradients and random state are untouched. The
+    model's own forward, eagerly: a run's wrappers (autocast, the compiled training forward) change no FLOP count,
+    and compiling the copy would cost seconds.
     Per input token (`input_ids` positions, padding included) because that is what the loop counts as tokens.
     None when the model cannot be copied or run alone (e.g. sharded weights)."""
     example = {k: v[:1] for k, v in batch.items() if isinstance(v, torch.Tensor)}
@@ -27,7 +29,7 @@ def measured_flops_per_token(model: nn.Module, batch: dict) -> float | None:
         twin = copy.deepcopy(model)
         twin.train()
         with torch.random.fork_rng(devices=rng_devices), FlopCounterMode(display=False) as counter:
-            twin(**example).loss.backward()
+            type(twin).forward(twin, **example).loss.backward()
     except Exception:  # noqa: BLE001 - any failure only means the analytic estimate is used instead
         return None
     return counter.get_total_flops() / example["input_ids"].numel()

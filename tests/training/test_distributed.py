@@ -16,6 +16,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.pretrain import pretrain
+from pipelines.training import loop
 from tests.conftest import REPO
 
 
@@ -59,6 +60,18 @@ def test_two_processes_match_one_process_and_resume_exactly(tiny_overrides, tmp_
     launch_two("pretrain", sets)
     assert losses(two) == pytest.approx(two_losses, rel=1e-6)
     assert (two / "final" / "model.safetensors").is_file()
+
+
+def test_a_compiled_training_forward_matches_one_process_under_ddp(tiny_overrides, tmp_path):
+    """The run compiles the model's own training forward, inside DDP's wrapper (not accelerate's compiled DDP)."""
+    if not loop.inductor_can_compile():
+        pytest.skip("no C++ compiler for inductor")
+    common = [*tiny_overrides, "train.max_steps=6", "train.eval_steps=6", "train.torch_compile=true"]
+    pretrain(load_config(None, [*common, "train.per_device_train_batch_size=8", f"output_dir={tmp_path / 'one'}"]))
+    launch_two("pretrain", [*common, "train.per_device_train_batch_size=4", f"output_dir={tmp_path / 'two'}"])
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(two) == list(range(1, 7))
+    assert all(two[step] == pytest.approx(one[step], rel=2e-3) for step in one)
 
 
 def test_every_sample_is_seen_once_per_epoch_across_processes(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.commands.config.config_args import ClusterConfig
+from torch._dynamo.utils import counters
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
 from pipelines.config import load_config
@@ -72,7 +73,7 @@ def test_a_training_forward_returns_its_loss_alone_and_evaluation_everything(seq
     ids = torch.randint(2, 64, (2, 16))
     batch = {"input_ids": ids, "labels": ids}
     expected = model.eval()(**batch)
-    loop.train_on_loss_only(model)
+    loop.set_training_forward(model, loss_only=True, compiled=False)
     trained = model.train()(**batch)
     assert trained.logits is None and torch.allclose(trained.loss, expected.loss)
     assert torch.equal(model.eval()(**batch).logits, expected.logits)
@@ -192,6 +193,7 @@ def test_torch_compile_trains_repeatably_and_exports(tiny_overrides, tmp_path, m
     # compiler state. Past the limit dynamo would fall back to eager silently; here it raises instead.
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    counters.clear()
     losses = []
     for run in (1, 2):
         cfg = load_config(None, [*tiny_overrides, "train.torch_compile=true", "train.max_steps=4", "train.eval_steps=2",
@@ -201,6 +203,7 @@ def test_torch_compile_trains_repeatably_and_exports(tiny_overrides, tmp_path, m
         losses.append(results["eval_loss"])
     # The same seed repeats the run exactly (train.deterministic: inductor's atomic adds would not).
     assert losses[0] == losses[1]
+    assert not counters["graph_break"]  # one whole graph: GPT-2's loss warning would split it
     # The export holds the trained weights under their plain names (the compile wrapper's `_orig_mod.` prefix would
     # leave a freshly initialised model at load time), so it scores what the run's own evaluation scored.
     exported = evaluate_export(cfg, cfg.output_dir, tmp_path / "eval.json")
