@@ -332,8 +332,9 @@ class TrainConfig:
     repeat: inductor accumulates the embedding table's gradient with atomic adds, whose order varies between runs
     (docs/benchmarks.md, "Repeatable compiled runs")."""
     torch_compile: bool = False
-    """Compile the model with `torch.compile` (inductor) through accelerate, for training only (evaluation runs it
-    uncompiled), from a clean compiler state each run. On CPU inductor needs a C++ compiler."""
+    """Compile the model's training forward with `torch.compile` (inductor), inside accelerate's autocast so that
+    AOTAutograd's cache serves later runs; evaluation runs uncompiled; a clean compiler state each run. On CPU
+    inductor needs a C++ compiler."""
     peak_flops: float | None = None
     """Per-device peak FLOP/s for MFU (None: known GPUs' bf16/fp16 peak; otherwise MFU is not reported)."""
     logging_steps: int = 10

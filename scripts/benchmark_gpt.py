@@ -109,7 +109,7 @@ def tokenizer_dir(work: Path, train_file: Path, overrides: list[str]) -> Path:
 
 def warm_compile_cache(base: list[str], work: Path) -> float:
     """Seconds for a 2-step run that compiles the model's training graph into inductor's on-disk cache, so that
-    every timed run, the first seed's too, finds it there (loading it still takes about 4.5 s of its budget)."""
+    every timed run, the first seed's too, finds it there (loading it still takes about 1 s of its budget)."""
     started = time.perf_counter()
     pretrain(load_config(None, [*base, "train.max_steps=2", f"output_dir={work / 'compile-warmup'}"]), overwrite=True)
     return time.perf_counter() - started

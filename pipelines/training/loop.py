@@ -268,8 +268,8 @@ class Clock:
 
     def step_rate(self, step: int) -> float | None:
         """Optimizer steps per second of training since this session's first step. Called after every step; the
-        first call marks that step and returns None. The first step compiles the model or loads its kernels (3-4 s
-        of a compiled 50 s benchmark run whose other steps take 45 ms), so it is left out of the rate."""
+        first call marks that step and returns None. The first step compiles the model or loads its graphs (about
+        1 s of a compiled 55 s benchmark run whose other steps take 45 ms, 30 s uncached), so it is left out."""
         if self.first_step is None:
             self.first_step = (step, self.trained())
             return None
