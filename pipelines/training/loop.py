@@ -777,18 +777,28 @@ def _time_budget(accelerator: Accelerator, max_runtime: float | None, decay_frac
                  wsd: WarmupStableDecay | None, step: int, trained: float, rate: float | None) -> bool:  # fmt: skip
     """True when the run must stop now for its time budget. A warmup-stable-decay run never stops here: once
     (1 - decay_fraction) of the budget is trained, its decay starts, as many steps as the rest of the budget
-    holds at `rate` (steps per second), and the run ends where the decay ends."""
+    holds at `rate` (steps per second), and the run ends where the decay ends. Every step of the decay sizes the
+    rest again and brings the end forward if the steps have slowed, so the run never trains past its budget by
+    more than a step."""
     if max_runtime is None:
         return False
     if wsd is None:
         return _any_process(accelerator, trained >= max_runtime)
-    if not wsd.decaying(step) and _any_process(accelerator, trained >= (1 - decay_fraction) * max_runtime):
-        steps = decay_steps(step, trained, rate, max_runtime, decay_fraction)
-        if accelerator.num_processes > 1:  # every process decays from the same step for the same steps
-            steps = accelerator.reduce(torch.tensor(float(steps), device=accelerator.device), reduction="mean").item()
+    if wsd.decaying(step):
+        if rate is not None:
+            wsd.end_within(step, _mean(accelerator, decay_steps(step, trained, rate, max_runtime, decay_fraction)))
+    elif _any_process(accelerator, trained >= (1 - decay_fraction) * max_runtime):
+        steps = _mean(accelerator, decay_steps(step, trained, rate, max_runtime, decay_fraction))
         last = wsd.decay_now(step, round(steps))
         logger.info(f"{trained:.0f} s trained: decaying the learning rate until step {last}", main_process_only=True)
     return False
+
+
+def _mean(accelerator: Accelerator, value: float) -> float:
+    """The mean over processes: every process decays from the same step for the same steps."""
+    if accelerator.num_processes == 1:
+        return value
+    return accelerator.reduce(torch.tensor(float(value), device=accelerator.device), reduction="mean").item()
 
 
 def decay_steps(step: int, trained: float, rate: float | None, max_runtime: float, decay_fraction: float) -> float:

@@ -253,6 +253,13 @@ class WarmupStableDecay:
         self.end = min(self.end, self.decay_start + max(1, decay_steps) * self.per_step)
         return self.last_step
 
+    def end_within(self, step: int, steps_left: float) -> int:
+        """Bring the end forward to `steps_left` optimizer steps after `step` where that is sooner (never later, so
+        the rate only falls); returns the last step. Called at every step of a time-budgeted decay, so that a run
+        whose steps slow down still ends at its budget."""
+        self.end = min(self.end, (step + max(0, round(steps_left))) * self.per_step)
+        return self.last_step
+
     @property
     def last_step(self) -> int:
         return self.end // self.per_step

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
 
 from pipelines.config import ModelConfig, OptimConfig
@@ -133,6 +134,26 @@ def test_a_time_budget_sizes_its_decay_by_the_step_rate_after_the_first_step(mon
     assert loop.decay_steps(620, trained=35.0, rate=20.0, max_runtime=50.0, decay_fraction=0.3) == 300
     assert loop.decay_steps(700, trained=35.0, rate=None, max_runtime=50.0, decay_fraction=0.3) == pytest.approx(300)
     assert loop.decay_steps(700, trained=51.0, rate=20.0, max_runtime=50.0, decay_fraction=0.3) == 0  # none left
+
+
+def test_a_time_budgeted_decay_ends_sooner_when_its_steps_slow_down():
+    schedule = WarmupStableDecay(warmup_steps=10, max_steps=100_000, decay_fraction=0.3)
+    one_process = PartialState()  # logging needs accelerate's state
+    # 35 s of a 50 s budget trained at step 700, at 20 steps a second: a decay of 300 steps, to step 1000.
+    assert not loop._time_budget(one_process, 50.0, 0.3, schedule, 700, trained=35.0, rate=20.0)
+    assert schedule.decay_start == 700 and schedule.last_step == 1000
+    loop._time_budget(one_process, 50.0, 0.3, schedule, 800, trained=40.0, rate=20.0)  # on pace: unchanged
+    assert schedule.last_step == 1000
+    before = [schedule(step) for step in range(700, 851)]
+    # The next 50 steps took 5 s instead of 2.5: the 5 s left hold 100 steps at 20 a second, not 150.
+    loop._time_budget(one_process, 50.0, 0.3, schedule, 850, trained=45.0, rate=20.0)
+    assert schedule.last_step == 950 and schedule(950) == 0.0
+    rates = before + [schedule(step) for step in range(851, 951)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))  # the rate only falls, faster now
+    loop._time_budget(one_process, 50.0, 0.3, schedule, 900, trained=49.0, rate=60.0)  # faster again: never later
+    assert schedule.last_step == 950
+    loop._time_budget(one_process, 50.0, 0.3, schedule, 940, trained=50.5, rate=20.0)  # out of time: ends here
+    assert schedule.last_step == 940
 
 
 def test_a_decayed_schedule_planned_again_holds_the_peak_until_its_new_decay():
