@@ -14,10 +14,11 @@ from pipelines.quiet import silence_harmless_warnings
 QUICKSTART_DIR = "runs/quickstart"
 QUICKSTART_PROMPTS = ("Return the", "This module provides", "The ")
 # The model and optimizer of configs/gpt/tiny.yaml (the package's defaults are GPT-2 with AdamW): in 500 steps on
-# the built-in corpus they reach 1.84 bits per byte against those defaults' 2.28 (docs/benchmarks.md, "The tiny GPT").
+# the built-in corpus they reach 1.81 bits per byte against those defaults' 2.28 (docs/benchmarks.md, "The tiny GPT").
 QUICKSTART_RECIPE = (
     "model.arch=qwen3",
     "optim.name=normuon",
+    "optim.muon_momentum=0.9",
     "optim.learning_rate=1e-2",
     "optim.lr_scheduler_type=warmup_stable_decay",
     "optim.decay_fraction=0.3",
