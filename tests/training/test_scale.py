@@ -204,7 +204,8 @@ def test_torch_compile_trains_repeatably_and_exports(tiny_overrides, tmp_path, m
     # The same seed repeats the run exactly (train.deterministic: inductor's atomic adds would not).
     assert losses[0] == losses[1]
     assert not counters["graph_break"]  # one whole graph: GPT-2's loss warning would split it
-    # The export holds the trained weights under their plain names (the compile wrapper's `_orig_mod.` prefix would
-    # leave a freshly initialised model at load time), so it scores what the run's own evaluation scored.
+    # The export holds the trained weights under their plain names (a compile wrapper's `_orig_mod.` prefix, as
+    # accelerate's compiled model had, would leave a freshly initialised model at load time), so it scores what the
+    # run's own evaluation scored.
     exported = evaluate_export(cfg, cfg.output_dir, tmp_path / "eval.json")
     assert exported["loss"] == pytest.approx(results["eval_loss"], rel=1e-4)
