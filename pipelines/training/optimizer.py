@@ -250,8 +250,7 @@ class WarmupStableDecay:
         """Start decaying at optimizer step `step` for `decay_steps` steps (at least one, and never past the planned
         end); returns the last step."""
         self.decay_start = step * self.per_step
-        self.end = min(self.end, self.decay_start + max(1, decay_steps) * self.per_step)
-        return self.last_step
+        return self.end_within(step, max(1, decay_steps))
 
     def end_within(self, step: int, steps_left: float) -> int:
         """Bring the end forward to `steps_left` optimizer steps after `step` where that is sooner (never later, so
