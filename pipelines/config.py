@@ -95,6 +95,10 @@ class DataConfig:
     label counts, one flag per point); validation stays whole."""
     block_size: int = 128
     """Tokens per training example; documents are packed into blocks of this length."""
+    shift_blocks: bool = False
+    """Pretraining: cut the training text at a new offset each epoch (drawn from the seed and the epoch), so a
+    text trained on for several passes is seen in new contexts instead of the same blocks again (in-memory and
+    prepared data; a stream is cut the same way each pass)."""
     num_proc: int | None = None
     """Worker processes for `datasets.map` preprocessing (None: in-process)."""
     streaming: bool = False
@@ -680,9 +684,9 @@ def _check_mixture(cfg: RunConfig) -> None:
     for i, source in enumerate(cfg.data.mixture):
         if source.data.mixture is not None:
             raise ConfigError(f"'data.mixture[{i}].data.mixture': mixtures do not nest")
-        if source.data.streaming or source.data.prepared_path:
-            raise ConfigError(f"'data.mixture[{i}]': mixture sources are read into memory (no streaming or "
-                              "prepared_path)")  # fmt: skip
+        if source.data.streaming or source.data.prepared_path or source.data.shift_blocks:
+            raise ConfigError(f"'data.mixture[{i}]': mixture sources are read into memory as examples (no "
+                              "streaming, prepared_path or shift_blocks)")  # fmt: skip
         if source.kind == "span_corruption" and cfg.objective.name != "seq2seq":
             raise ConfigError(f"'data.mixture[{i}]': span corruption trains encoder-decoders (objective seq2seq)")
         if source.data.source in ("files", "parallel", "hub") and not source.data.path:
@@ -712,6 +716,9 @@ def _check_combinations(cfg: RunConfig) -> None:
         raise ConfigError("'data.max_train_examples' subsets labelled classification data (objective.name: cls)")
     if cfg.data.mixture is None and cfg.data.source in ("files", "parallel", "hub") and not cfg.data.path:
         raise ConfigError(f"'data.path' is required when 'data.source' is '{cfg.data.source}'")
+    if cfg.data.shift_blocks and cfg.data.streaming:
+        raise ConfigError("'data.shift_blocks' cuts a text held in memory or in token files; streaming data is "
+                          "packed as it is read")  # fmt: skip
     if cfg.train.group_by_length and cfg.data.streaming:
         raise ConfigError("'train.group_by_length' sorts the whole training set; streaming data is read in order")
     if cfg.model.embeddings_from and cfg.model.init_from:

@@ -57,6 +57,7 @@ DEFAULTS = [
     "data.source=files",
     "data.sample_by=document",
     "data.block_size=128",
+    "data.shift_blocks=true",
     "model.arch=qwen3",
     "model.hidden_size=128",
     "model.num_layers=3",

@@ -6,11 +6,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from pipelines.config import DataConfig
 from pipelines.data.sources import load_raw_datasets
-from pipelines.data.tokens import TokenBlocks, read_meta, write_token_files
+from pipelines.data.tokens import TokenBlocks, flat_tokens, read_meta, write_token_files
 from pipelines.data.transforms import encode_classification, label_names, pack_blocks, tokenize_documents
 from pipelines.errors import PipelineError
 
@@ -42,14 +43,15 @@ def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
     if block_size <= len(packing.prefix) + len(packing.suffix):
         raise PipelineError(f"data.block_size ({cfg.block_size}) leaves no room between the block's special tokens")
     if cfg.prepared_path:
-        return _load_prepared(cfg, tokenizer, packing)
+        return _load_prepared(cfg, seed, tokenizer, packing)
     if cfg.streaming:
         return _stream(cfg, seed, tokenizer, packing)
     tokenized = tokenize_splits(cfg, seed, tokenizer, packing.separator_id)
     bytes_per_token = {
         name: sum(split["num_bytes"]) / max(1, sum(split["num_tokens"])) for name, split in tokenized.items()
     }
-    blocks = tokenized.map(
+    shifted = {"train"} if cfg.shift_blocks else set()  # cut anew each epoch from one token array
+    blocks = DatasetDict({name: split for name, split in tokenized.items() if name not in shifted}).map(
         pack_blocks,
         batched=True,
         num_proc=cfg.num_proc,
@@ -57,6 +59,9 @@ def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
         fn_kwargs={"block_size": block_size, "prefix": packing.prefix, "suffix": packing.suffix},
         desc=f"packing into blocks of {block_size}",
     )
+    for name in shifted:
+        tokens = flat_tokens(tokenized[name], len(tokenizer))
+        blocks[name] = TokenBlocks(tokens, block_size, packing.prefix, packing.suffix, shift_seed=seed)
     return LMData(blocks=dict(blocks), bytes_per_token=bytes_per_token)
 
 
@@ -101,7 +106,7 @@ def _fingerprint(tokenizer) -> str:
     return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
-def _load_prepared(cfg: DataConfig, tokenizer, packing) -> LMData:
+def _load_prepared(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
     directory = Path(cfg.prepared_path)
     meta = read_meta(directory)
     if meta.get("tokenizer_sha256") != _fingerprint(tokenizer) or meta["separator_id"] != packing.separator_id:
@@ -110,11 +115,11 @@ def _load_prepared(cfg: DataConfig, tokenizer, packing) -> LMData:
         )
     blocks = {
         name: TokenBlocks(
-            directory / f"{name}.bin",
-            meta["dtype"],
+            np.memmap(directory / f"{name}.bin", dtype=meta["dtype"], mode="r"),
             packing.block_size or cfg.block_size,
             packing.prefix,
             packing.suffix,
+            shift_seed=seed if cfg.shift_blocks and name == "train" else None,
         )
         for name in meta["splits"]
     }

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 from torch.utils.data import Dataset
 
 from pipelines.errors import PipelineError
@@ -31,7 +33,7 @@ def write_token_files(
     """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / META).unlink(missing_ok=True)  # until the new files are complete, the directory is not prepared
-    dtype = np.uint16 if vocab_size <= 2**16 else np.uint32
+    dtype = token_dtype(vocab_size)
     meta = {
         "dtype": np.dtype(dtype).name,
         "tokenizer_sha256": tokenizer_hash,
@@ -54,6 +56,17 @@ def write_token_files(
         }
     (directory / META).write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def token_dtype(vocab_size: int) -> type:
+    """The smallest unsigned integer type that holds every token id."""
+    return np.uint16 if vocab_size <= 2**16 else np.uint32
+
+
+def flat_tokens(split, vocab_size: int) -> np.ndarray:
+    """A tokenized split's `input_ids` (lists of ids per document) as one flat array, in order."""
+    ids = split.select_columns(["input_ids"]).with_format("arrow")[:]["input_ids"]
+    return pa.compute.list_flatten(ids).to_numpy().astype(token_dtype(vocab_size))
 
 
 def read_meta(directory: Path) -> dict:
@@ -79,15 +92,22 @@ def read_meta(directory: Path) -> dict:
 
 
 class TokenBlocks(Dataset):
-    """Blocks of `block_size` read from a memory-mapped token file: `prefix + tokens[i·step : (i+1)·step] + suffix`.
+    """Blocks of `block_size` cut from a flat token array: `prefix + tokens[i·step : (i+1)·step] + suffix`.
 
-    Every token is kept: the last block may be short (the collator pads it), as in the in-memory path.
+    Every token is kept: the last block may be short (the collator pads it), as in the in-memory path. With
+    `shift_seed`, `set_epoch` rotates the array by an offset in [0, step) drawn from (seed, epoch) before cutting,
+    so a text trained on for several epochs is seen in new contexts each pass instead of the same blocks again.
     """
 
-    def __init__(self, path: Path, dtype: str, block_size: int, prefix=(), suffix=()):
-        self.tokens = np.memmap(path, dtype=dtype, mode="r")
+    def __init__(self, tokens: np.ndarray, block_size: int, prefix=(), suffix=(), shift_seed: int | None = None):
+        self.tokens = tokens
         self.prefix, self.suffix = list(prefix), list(suffix)
         self.step = block_size - len(self.prefix) - len(self.suffix)
+        self.shift_seed, self.offset = shift_seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shift_seed is not None:
+            self.offset = int(np.random.default_rng([self.shift_seed, epoch]).integers(self.step))
 
     def __len__(self) -> int:
         return -(-len(self.tokens) // self.step)
@@ -95,5 +115,7 @@ class TokenBlocks(Dataset):
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        window = self.tokens[index * self.step : (index + 1) * self.step]
+        start = self.offset + index * self.step
+        stop = min(start + self.step, self.offset + len(self.tokens))
+        window = np.take(self.tokens, np.arange(start, stop), mode="wrap")
         return {"input_ids": self.prefix + window.tolist() + self.suffix}

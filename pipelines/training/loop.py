@@ -746,6 +746,8 @@ def _batches(accelerator: Accelerator, loader: DataLoader, start_micro_batch: in
         epoch, skip = divmod(start_micro_batch, len(loader))
         while True:
             loader.set_epoch(epoch)  # the shuffle order is seeded by (seed, epoch)
+            if hasattr(loader.dataset, "set_epoch"):  # accelerate skips it under DDP: blocks cut by epoch
+                loader.dataset.set_epoch(epoch)
             yield from accelerator.skip_first_batches(loader, skip) if skip else loader
             epoch, skip = epoch + 1, 0
     epoch, skip = 0, start_micro_batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from itertools import chain
 from pathlib import Path
 
@@ -49,6 +50,31 @@ def test_prepared_files_round_trip_and_match_the_in_memory_stream(tiny_overrides
     with pytest.raises(SystemExit):
         main(["prepare", *sum((["--set", s] for s in sets), [])])
     assert "already holds prepared tokens" in capsys.readouterr().err
+
+
+def test_both_paths_cut_the_same_shifted_blocks_each_epoch(tiny_overrides, tmp_path):
+    prepared = tmp_path / "tokens"
+    shifted = [*tiny_overrides, "data.shift_blocks=true"]
+    main(["prepare", *sum((["--set", s] for s in [*shifted, f"data.prepared_path={prepared}"]), [])])
+    cfg = load_config(None, shifted)
+    tokenizer = load_tokenizer(cfg.tokenizer.path)
+    packing = OBJECTIVES.get("clm").packing(tokenizer)
+    from_files = prepare_lm_data(replace(cfg.data, prepared_path=str(prepared)), cfg.seed, tokenizer, packing)
+    in_memory = prepare_lm_data(cfg.data, cfg.seed, tokenizer, packing)
+    fixed = prepare_lm_data(load_config(None, tiny_overrides).data, cfg.seed, tokenizer, packing).blocks["train"]
+    cuts = []
+    for epoch in range(3):
+        for blocks in (from_files.blocks["train"], in_memory.blocks["train"]):
+            blocks.set_epoch(epoch)
+        cuts.append([from_files.blocks["train"][i]["input_ids"] for i in range(len(fixed))])
+        assert cuts[-1] == [in_memory.blocks["train"][i]["input_ids"] for i in range(len(fixed))]
+        assert content(in_memory.blocks["train"], packing) != content(fixed, packing)  # rotated...
+        assert sorted(content(in_memory.blocks["train"], packing)) == sorted(content(fixed, packing))  # ...whole
+    assert cuts[0] != cuts[1] != cuts[2]
+    validation = content(from_files.blocks["validation"], packing)
+    from_files.blocks["validation"].set_epoch(1)  # validation is never shifted
+    assert content(from_files.blocks["validation"], packing) == validation
+    assert validation == content(in_memory.blocks["validation"], packing)
 
 
 def test_training_from_prepared_files_follows_the_in_memory_trajectory(tiny_overrides, tmp_path):
