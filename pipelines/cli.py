@@ -22,6 +22,7 @@ QUICKSTART_RECIPE = (
     "optim.learning_rate=1e-2",
     "optim.lr_scheduler_type=warmup_stable_decay",
     "optim.decay_fraction=0.3",
+    "data.shift_blocks=true",
 )
 
 

@@ -37,6 +37,7 @@ def test_the_quickstart_trains_the_tiny_presets_recipe():
     assert quickstart.model == preset.model
     assert quickstart.optim == preset.optim and quickstart.optim.name == "normuon"
     assert quickstart.data.block_size == preset.data.block_size and quickstart.train.max_steps == preset.train.max_steps
+    assert quickstart.data.shift_blocks and preset.data.shift_blocks
 
 
 def test_bf16_autocast_trains_on_cpu(tiny_overrides):

@@ -50,8 +50,8 @@ def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
     bytes_per_token = {
         name: sum(split["num_bytes"]) / max(1, sum(split["num_tokens"])) for name, split in tokenized.items()
     }
-    shifted = {"train"} if cfg.shift_blocks else set()  # cut anew each epoch from one token array
-    blocks = DatasetDict({name: split for name, split in tokenized.items() if name not in shifted}).map(
+    packed = {name: split for name, split in tokenized.items() if not (cfg.shift_blocks and name == "train")}
+    blocks = DatasetDict(packed).map(
         pack_blocks,
         batched=True,
         num_proc=cfg.num_proc,
@@ -59,10 +59,11 @@ def prepare_lm_data(cfg: DataConfig, seed: int, tokenizer, packing) -> LMData:
         fn_kwargs={"block_size": block_size, "prefix": packing.prefix, "suffix": packing.suffix},
         desc=f"packing into blocks of {block_size}",
     )
-    for name in shifted:
-        tokens = flat_tokens(tokenized[name], len(tokenizer))
-        blocks[name] = TokenBlocks(tokens, block_size, packing.prefix, packing.suffix, shift_seed=seed)
-    return LMData(blocks=dict(blocks), bytes_per_token=bytes_per_token)
+    blocks = dict(blocks)  # the shifted training split is no `datasets` table
+    if cfg.shift_blocks:  # the training text as one token array, cut anew each epoch
+        tokens = flat_tokens(tokenized["train"], len(tokenizer))
+        blocks["train"] = TokenBlocks(tokens, block_size, packing.prefix, packing.suffix, shift_seed=seed)
+    return LMData(blocks=blocks, bytes_per_token=bytes_per_token)
 
 
 def prepare_token_files(cfg: DataConfig, seed: int, tokenizer, packing, directory: Path) -> dict:
