@@ -50,7 +50,8 @@ from pipelines.training.optimizer import build_optimizer, cpu_computes_bfloat16 
 # the run sees the training text five or six times and overfits from the third (the sixth sweep; residual dropout
 # lost at fixed step counts in the tenth); NorMuon's per-neuron step won at fixed step counts on every seed (the
 # eleventh); decaying over the last 30% instead of 20% won on each of six seeds, and weight decay 0.4 on four of six
-# (the eighteenth); Muon's momentum 0.9 instead of 0.95 on five of six (the nineteenth). Any of it can be changed
+# (the eighteenth); Muon's momentum 0.9 instead of 0.95 on five of six (the nineteenth); a new cut of the text each
+# epoch on six of six, and then a decay over the last half on five of six (the twentieth). Any of it can be changed
 # with --set.
 DEFAULTS = [
     "tokenizer.vocab_size=2048",
