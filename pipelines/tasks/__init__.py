@@ -42,7 +42,4 @@ def run_command(command: str, cfg: RunConfig, overwrite: bool = False) -> dict:
     if cfg.data.streaming and kind != "packed":  # examples are encoded, split and shuffled as one table
         raise PipelineError(f"data.streaming is for pretraining corpora; {kind.replace('_', '-')} examples are loaded "
                             "in memory: unset data.streaming")  # fmt: skip
-    if cfg.data.shift_blocks and kind != "packed":
-        raise PipelineError(f"data.shift_blocks cuts packed pretraining text; {kind.replace('_', '-')} examples are "
-                            "whole: unset data.shift_blocks")  # fmt: skip
     return run_task(cfg, build_task, overwrite)

@@ -12,7 +12,6 @@ from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
 from accelerate.utils import DataLoaderConfiguration
 
-from pipelines.cli import main
 from pipelines.config import ConfigError, TrainConfig, load_config
 from pipelines.data.tokens import TokenBlocks
 from pipelines.training.loop import _batches, _loaders
@@ -101,10 +100,3 @@ def test_shifting_a_stream_or_a_mixture_source_is_refused(tmp_path):
                       "    - {kind: span_corruption, data: {source: builtin, shift_blocks: true}}\n")  # fmt: skip
     with pytest.raises(ConfigError, match="shift_blocks"):
         load_config(config, [])
-
-
-def test_a_finetune_with_shifted_blocks_is_refused(tiny_overrides, capsys):
-    sets = [*tiny_overrides, "objective.name=cls", "data.shift_blocks=true"]
-    with pytest.raises(SystemExit):
-        main(["finetune", *sum((["--set", s] for s in sets), [])])
-    assert "data.shift_blocks cuts packed pretraining text" in capsys.readouterr().err
