@@ -14,7 +14,7 @@ from pipelines.quiet import silence_harmless_warnings
 QUICKSTART_DIR = "runs/quickstart"
 QUICKSTART_PROMPTS = ("Return the", "This module provides", "The ")
 # The model and optimizer of configs/gpt/tiny.yaml (the package's defaults are GPT-2 with AdamW): in 500 steps on
-# the built-in corpus they reach 1.81 bits per byte against those defaults' 2.28 (docs/benchmarks.md, "The tiny GPT").
+# the built-in corpus they reach 1.80 bits per byte against those defaults' 2.28 (docs/benchmarks.md, "The tiny GPT").
 QUICKSTART_RECIPE = (
     "model.arch=qwen3",
     "optim.name=normuon",
